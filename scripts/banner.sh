@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Prints how to reach the running development stack (facts from var/parley.env).
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck disable=SC1091
+. "$repo/var/parley.env"
+cat <<EOT
+
+Parley is running (make stop to stop it).
+  REST API        $PARLEY_BASE_URL   (health: $PARLEY_BASE_URL/healthz)
+  WebSocket       $PARLEY_WS_URL
+  demo tenant     $PARLEY_TENANT_ID
+  admin API key   $PARLEY_API_KEY   (shown once; stored hashed)
+  MariaDB         $PARLEY_DB_URL
+  Redis           127.0.0.1:$PARLEY_REDIS_PORT
+  Kafka (dev)     $PARLEY_KAFKA_BROKERS   IN-MEMORY: everything is lost when it stops
+  logs            $PARLEY_VAR/log/   data: $PARLEY_VAR/
+  the same facts, as shell assignments: $PARLEY_VAR/parley.env
+EOT
