@@ -70,6 +70,9 @@ test: build
 	@$(MAKE) --no-print-directory asan
 	@scripts/test.sh
 
+fuzz: deps
+	@scripts/fuzz.sh
+
 clean:
 	@scripts/stack.sh dev stop >/dev/null 2>&1 || true
 	@scripts/stack.sh test stop >/dev/null 2>&1 || true

@@ -103,6 +103,9 @@ void *parley_devbroker_dl_next(const char *symbol);
 
 /* devbroker_ctl.c: the control socket */
 
+/* Puts ctl in the closed state; ctl_close() is then a no-op. */
+void parley_devbroker_ctl_init(parley_devbroker_ctl_t *ctl);
+
 /*
  * Opens the unix stream socket at path (mode 0600).  A stale socket file
  * left by a dead devbroker is replaced; a live one or a non-socket is an

@@ -348,6 +348,17 @@ static int parley_devbroker_fill_sun(struct sockaddr_un *sun, const char *path,
     return 0;
 }
 
+void parley_devbroker_ctl_init(parley_devbroker_ctl_t *ctl)
+{
+    int i;
+
+    ctl->listen_fd = -1;
+    ctl->path[0] = '\0';
+    for (i = 0; i < PARLEY_DEVBROKER_CLIENTS_MAX; i++) {
+        ctl->clients[i].fd = -1;
+    }
+}
+
 int parley_devbroker_ctl_open(parley_devbroker_ctl_t *ctl, const char *path,
                               char *err, size_t errlen)
 {
@@ -355,15 +366,9 @@ int parley_devbroker_ctl_open(parley_devbroker_ctl_t *ctl, const char *path,
     struct stat st;
     mode_t old_umask;
     int fd;
-    int i;
     int rc;
 
-    ctl->listen_fd = -1;
-    ctl->path[0] = '\0';
-    for (i = 0; i < PARLEY_DEVBROKER_CLIENTS_MAX; i++) {
-        ctl->clients[i].fd = -1;
-    }
-
+    parley_devbroker_ctl_init(ctl);
     if (parley_devbroker_fill_sun(&sun, path, err, errlen) != 0) {
         return -1;
     }

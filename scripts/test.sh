@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Runs every test: Criterion unit tests, then the integration tests twice,
+# against Debian's nginx with the dynamic module and against the static
+# ASan/UBSan build.  Starts its own stack (var/test, its own ports, so it can
+# run while `make run` is up) and stops it on every exit path.
+set -uo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+started=$(date +%s)
+failed=()
+
+cleanup() { scripts/stack.sh test stop >/dev/null 2>&1 || true; }
+trap cleanup EXIT INT TERM
+
+echo "== unit tests (Criterion)"
+for t in build/tests/test_*; do
+    [ -x "$t" ] || continue
+    echo "-- $(basename "$t")"
+    "$t" --jobs 2 || failed+=("unit:$(basename "$t")")
+done
+
+echo "== starting the test stack"
+if ! scripts/stack.sh test start; then
+    echo "test: the stack did not start"
+    exit 1
+fi
+set -a
+# shellcheck disable=SC1091
+. var/test/stack.env
+set +a
+
+run_integration() {   # run_integration FLAVOR NGINX MODULE FILE...
+    local flavor=$1 nginx=$2 module=$3
+    shift 3
+    echo "== integration tests: $flavor"
+    PARLEY_FLAVOR=$flavor PARLEY_NGINX=$nginx PARLEY_MODULE=$module \
+    ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=0 \
+    UBSAN_OPTIONS=print_stacktrace=1 \
+        node --test --test-concurrency=1 --test-timeout=300000 "$@" \
+        || failed+=("integration:$flavor")
+}
+
+all_tests=(tests/integration/*.test.mjs)
+# the sanitizer build matters where nginx runs; tool tests run once
+mapfile -t nginx_tests < <(grep -l -E 'startNginx|nginxTest' "${all_tests[@]}")
+
+run_integration dynamic /usr/sbin/nginx "$repo/build/modules/ngx_parley_module.so" \
+    "${all_tests[@]}"
+run_integration asan "$repo/build/asan/sbin/nginx" "" "${nginx_tests[@]}"
+
+echo "== fuzzing (bounded: ${FUZZ_SECONDS:-15}s per harness)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh || failed+=("fuzz")
+
+echo "== done in $(( $(date +%s) - started ))s"
+if [ ${#failed[@]} -gt 0 ]; then
+    echo "FAILED: ${failed[*]}"
+    exit 1
+fi
+echo "all test suites passed"
