@@ -50,14 +50,14 @@ $(BIN)/parley-devbroker: $(wildcard consumers/devbroker/*.c consumers/devbroker/
 $(BIN)/parleyctl: $(wildcard consumers/parleyctl/*.c consumers/parleyctl/*.h) $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ consumers/parleyctl/*.c $(LIB_SRCS) \
-	    $$(pkg-config --cflags --libs libmariadb libcrypto)
+	    $$(pkg-config --cflags --libs libmariadb libcrypto jansson)
 
 unit: $(UNIT_BINS)
 
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS_COMMON) -O1 -fsanitize=address,undefined -o $@ $< $(LIB_SRCS) \
-	    -lcriterion -lcrypto
+	    -lcriterion -lcrypto -ljansson
 
 run: build
 	@scripts/stack.sh dev start

@@ -11,7 +11,7 @@ DEB_PACKAGES=(
     librdkafka-dev libhiredis-dev libmariadb-dev libmongoc-dev libbson-dev
     libjansson-dev libcurl4-openssl-dev libcriterion-dev
     mariadb-server mariadb-client redis-server redis-tools kcat
-    curl jq wrk sysbench python3-websockets
+    curl jq wrk sysbench python3-websockets docker-compose
 )
 
 missing=()

@@ -167,9 +167,9 @@ int parleyctl_url_parse(const char *url, parleyctl_url_t *u,
     }
     for (q = p; q < db_end; q++) {
         if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z')
-              || (*q >= '0' && *q <= '9') || *q == '_'))
+              || (*q >= '0' && *q <= '9') || *q == '_' || *q == '-'))
         {
-            *error = "the database name in the URL allows only [A-Za-z0-9_]";
+            *error = "the database name in the URL allows only [A-Za-z0-9_-]";
             return -1;
         }
     }
@@ -221,6 +221,7 @@ const char *parleyctl_db_error(MYSQL *db)
 
 MYSQL *parleyctl_connect(int create_db)
 {
+    static const char set_utc[] = "SET time_zone = '+00:00'";
     parleyctl_url_t u;
     parleyctl_sql_t sql;
     const char     *url, *error;
@@ -258,8 +259,9 @@ MYSQL *parleyctl_connect(int create_db)
             snprintf(port, sizeof(port), ":%u", u.port);
         }
         /* the URL without its password */
-        parleyctl_fail("cannot connect to mysql://%s@%s%s/%s%s%s: %s%s",
-                       u.user, u.host, port, u.dbname,
+        parleyctl_fail("cannot connect to mysql://%s@%s%s%s%s/%s%s%s: %s%s",
+                       u.user, strchr(u.host, ':') ? "[" : "", u.host,
+                       strchr(u.host, ':') ? "]" : "", port, u.dbname,
                        u.socket[0] ? "?socket=" : "", u.socket,
                        parleyctl_db_error(db),
                        mysql_errno(db) == ER_BAD_DB_ERROR
@@ -272,7 +274,7 @@ MYSQL *parleyctl_connect(int create_db)
     if (create_db) {
         parleyctl_sql_init(&sql, db);
         parleyctl_sql_raw(&sql, "CREATE DATABASE IF NOT EXISTS `");
-        parleyctl_sql_raw(&sql, u.dbname); /* [A-Za-z0-9_] only */
+        parleyctl_sql_raw(&sql, u.dbname); /* [A-Za-z0-9_-] only */
         parleyctl_sql_raw(&sql, "` CHARACTER SET utf8mb4 COLLATE utf8mb4_bin");
         if (parleyctl_exec(db, sql.data, sql.len, "create database") != 0) {
             parleyctl_sql_free(&sql);
@@ -289,8 +291,7 @@ MYSQL *parleyctl_connect(int create_db)
     }
 
     /* DATETIME columns hold UTC */
-    if (parleyctl_exec(db, "SET time_zone = '+00:00'", 24, "set time zone")
-        != 0)
+    if (parleyctl_exec(db, set_utc, sizeof(set_utc) - 1, "set time zone") != 0)
     {
         mysql_close(db);
         return NULL;

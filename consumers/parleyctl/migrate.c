@@ -190,7 +190,7 @@ done:
 
 /*
  * Loads schema_migrations, ordered by version.  When the table does not
- * exist: with missing_ok, no rows; else an error.
+ * exist (a new database): with missing_ok, no rows; else an error.
  */
 static int load_rows(mig_state_t *st, MYSQL *db, int missing_ok)
 {
@@ -398,10 +398,10 @@ static int apply(const mig_state_t *st, MYSQL *db, const mig_file_t *f,
                            parleyctl_db_error(db));
             print_statement_head(&stmt);
             return parleyctl_fail("migrate: %s is not recorded as applied; "
-                                  "fix it and run migrate again (statements "
-                                  "before %zu have run, so they must be "
-                                  "re-runnable)",
-                                  f->m.file, k);
+                                  "fix it and run migrate again (the %zu "
+                                  "statement%s before it ran, so they must "
+                                  "be re-runnable)",
+                                  f->m.file, k - 1, k == 2 ? "" : "s");
         }
     }
 
@@ -529,11 +529,7 @@ int parleyctl_migrate(int argc, char **argv)
         goto done;
     }
 
-    if (parleyctl_exec(db, create_table_sql, sizeof(create_table_sql) - 1,
-                       "migrate: create schema_migrations")
-            != 0
-        || load_rows(&st, db, 0) != 0)
-    {
+    if (load_rows(&st, db, 1) != 0) {
         goto done;
     }
 
@@ -551,6 +547,13 @@ int parleyctl_migrate(int argc, char **argv)
             parleyctl_fail("migrate: nothing applied");
             goto done;
         }
+    }
+
+    if (parleyctl_exec(db, create_table_sql, sizeof(create_table_sql) - 1,
+                       "migrate: create schema_migrations")
+        != 0)
+    {
+        goto done;
     }
 
     for (i = 0; i < st.nfiles; i++) {

@@ -67,7 +67,7 @@ typedef struct {
 /*
  * Parses mysql://user[:password]@host[:port]/dbname[?socket=/path]
  * ("mariadb://" also accepted; user, password and socket percent-decoded;
- * host may be [IPv6]; dbname [A-Za-z0-9_]{1,64}).  0, or -1 with *error.
+ * host may be [IPv6]; dbname [A-Za-z0-9_-]{1,64}).  0, or -1 with *error.
  */
 int parleyctl_url_parse(const char *url, parleyctl_url_t *u,
                         const char **error);

@@ -224,8 +224,12 @@ describe('parley-devbroker', { timeout: 120000 }, () => {
     }
     assert.ok(target, 'no partition led by broker 2 or 3');
     const leaderPort = base + target.leader - 1;
+    // librdkafka checks message timeouts when its broker thread wakes, and a
+    // thread for a refused broker sleeps out a reconnect backoff that grows
+    // towards 10 s: a short backoff keeps the failure at ~message.timeout.ms
     const produce = (line, timeoutMs) => run(KCAT, ['-P', '-b', bootstrap, '-t', target.topic,
-      '-p', String(target.partition), '-X', `message.timeout.ms=${timeoutMs}`],
+      '-p', String(target.partition), '-X', `message.timeout.ms=${timeoutMs}`,
+      '-X', 'reconnect.backoff.ms=10', '-X', 'reconnect.backoff.max.ms=100'],
     { input: `${line}\n`, timeoutMs: timeoutMs + 8000 });
     const tag = `d-${process.pid}-${Date.now()}`;
 

@@ -30,7 +30,7 @@ const rejected = [
     ['parley_redis 127.0.0.1:6379 db=x;', /invalid db "x" in "parley_redis"/],
     ['parley_kafka 127.0.0.1:9092,broker;', /invalid address "broker" in "parley_kafka"/],
     ['parley_kafka 127.0.0.1:9092 timeout=0s;', /invalid timeout "0s" in "parley_kafka"/],
-    ['parley_kafka_property acks all;', /"parley_kafka_property" must follow "parley_kafka"/],
+    ['parley_kafka_property acks all;', /"parley_kafka_property" directive must follow "parley_kafka"/],
     ['parley_kafka 127.0.0.1:9092; parley_kafka_property no.such.property 1;',
         /invalid "parley_kafka_property" "no\.such\.property": No such configuration property/],
     ['parley_kafka 127.0.0.1:9092; parley_kafka_property acks maybe;',
