@@ -30,13 +30,13 @@ build: deps
 
 module: $(MODULE)
 
-$(MODULE): $(NGX_SRCS) $(LIB_SRCS) $(LIB_HDRS)
+$(MODULE): $(NGX_SRCS) $(LIB_SRCS) $(LIB_HDRS) scripts/build-module.sh
 	@echo "build: ngx_parley_module.so"
 	@scripts/build-module.sh
 
 asan: $(ASAN_NGINX)
 
-$(ASAN_NGINX): $(NGX_SRCS) $(LIB_SRCS) $(LIB_HDRS)
+$(ASAN_NGINX): $(NGX_SRCS) $(LIB_SRCS) $(LIB_HDRS) scripts/build-asan.sh
 	@echo "build: nginx 1.22.1 + Parley under ASan/UBSan (static)"
 	@scripts/build-asan.sh
 

@@ -127,8 +127,10 @@ static parley_jwt_status_t fail(parley_jwt_err_t *err,
     return status;
 }
 
+/* success: also drops what libcrypto queued along the way (keys tried) */
 static void ok(parley_jwt_err_t *err)
 {
+    ERR_clear_error();
     if (err != NULL) {
         err->status = PARLEY_JWT_OK;
         err->message[0] = '\0';
@@ -178,6 +180,19 @@ static int equal_nocase(const char *s, size_t len, const char *lit)
         }
     }
     return 1;
+}
+
+/* s[0..len) contains the NUL-terminated lit (memmem is a GNU extension) */
+static int contains(const char *s, size_t len, const char *lit)
+{
+    size_t n = strlen(lit), i;
+
+    for (i = 0; n <= len && i <= len - n; i++) {
+        if (memcmp(s + i, lit, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
 }
 
 static int equal_bytes(const char *a, size_t alen, const char *b, size_t blen)
@@ -542,7 +557,7 @@ parley_jwt_status_t parley_jwt_keyset_add_pem(parley_jwt_keyset_t *ks,
     if (status != PARLEY_JWT_OK) {
         return status;
     }
-    if (memmem(pem, len, "PRIVATE KEY-----", 16) != NULL) {
+    if (contains(pem, len, "PRIVATE KEY-----")) {
         return fail(err, PARLEY_JWT_ERR_KEY_INVALID,
                     "PEM document holds a private key; configure the public "
                     "key or certificate only");
@@ -863,9 +878,6 @@ static parley_jwt_status_t jwk_parse(json_t *jwk, size_t index, jwt_key_t *key,
         status = fail(err, PARLEY_JWT_ERR_INTERNAL,
                       "keys[%zu]: key type changed while loading", index);
     }
-    if (status == PARLEY_JWT_OK && r == 1) {
-        /* nothing: alg was checked against the key type above */
-    }
     if (status == PARLEY_JWT_OK) {
         status = key_set_kid(key, kid, kid ? kid_len : 0, err);
     }
@@ -1132,15 +1144,15 @@ static parley_jwt_status_t parse_front(const char *token, size_t len,
     if (status != PARLEY_JWT_OK) {
         return status;
     }
-    /* every segment must be base64url before anything is believed */
+    /*
+     * Every segment must be base64url before anything is believed.  A
+     * segment decodes to 3/4 of its length, so cap >= len always suffices.
+     */
     for (i = 1; i < 3; i++) {
-        if (parley_base64url_decoded_len(seg[i].len) > cap
-            || decode(&seg[i], buf, cap, &hlen, i == 1 ? "payload"
-                                                       : "signature", err))
-        {
-            return fail(err, PARLEY_JWT_ERR_MALFORMED,
-                        "token %s is not canonical unpadded base64url",
-                        i == 1 ? "payload" : "signature");
+        status = decode(&seg[i], buf, cap, &hlen,
+                        i == 1 ? "payload" : "signature", err);
+        if (status != PARLEY_JWT_OK) {
+            return status;
         }
     }
     status = decode(&seg[0], buf, cap, &hlen, "header", err);

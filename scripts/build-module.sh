@@ -7,7 +7,8 @@ tree=$repo/build/ngx-dyn
 out=$repo/build/modules
 
 # configure again whenever the addon config changed (the file list lives there)
-if [ ! -f "$tree/objs/Makefile" ] || [ "$repo/config" -nt "$tree/objs/Makefile" ]; then
+if [ ! -f "$tree/objs/Makefile" ] || [ "$repo/config" -nt "$tree/objs/Makefile" ] \
+   || [ "$0" -nt "$tree/objs/Makefile" ]; then
     rm -rf "$tree"
     cp -r /usr/share/nginx/src "$tree"
     # shellcheck disable=SC1091

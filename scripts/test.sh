@@ -36,7 +36,7 @@ run_integration() {   # run_integration FLAVOR NGINX MODULE FILE...
     echo "== integration tests: $flavor"
     PARLEY_FLAVOR=$flavor PARLEY_NGINX=$nginx PARLEY_MODULE=$module \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=0 \
-    UBSAN_OPTIONS=print_stacktrace=1 \
+    UBSAN_OPTIONS=print_stacktrace=1:suppressions=$repo/tests/sanitizer/ubsan.supp \
         node --test --test-concurrency=1 --test-timeout=300000 "$@" \
         || failed+=("integration:$flavor")
 }

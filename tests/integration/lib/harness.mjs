@@ -60,7 +60,8 @@ async function portOpen(port) {
 }
 
 // Lines an error log must never hold: nginx's own alarms and sanitizer reports.
-const BAD_LOG = /\[(alert|emerg|crit)\]|AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:/;
+const SANITIZER = /AddressSanitizer|LeakSanitizer|UndefinedBehaviorSanitizer|runtime error:/;
+const BAD_LOG = new RegExp(`\\[(alert|emerg|crit)\\]|${SANITIZER.source}`);
 
 export function assertCleanLog(file) {
     if (!fs.existsSync(file)) return;
@@ -103,7 +104,9 @@ export function nginxTest(opts) {
     const conf = path.join(dir, 'nginx.conf');
     fs.writeFileSync(conf, nginxConf({ port: 1, dir, ...opts }));
     const r = spawnSync(nginxBin, ['-t', '-p', dir, '-c', conf], { encoding: 'utf8', timeout: 30000 });
-    return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+    const output = `${r.stdout}${r.stderr}`;
+    assert.doesNotMatch(output, SANITIZER, 'sanitizer report from nginx -t');
+    return { ok: r.status === 0, output };
 }
 
 export async function startNginx(opts = {}) {
