@@ -128,3 +128,45 @@ unsigned char *parley_json_escape(unsigned char *dst, const unsigned char *src,
 
     return dst;
 }
+
+unsigned parley_json_max_depth(const unsigned char *text, size_t len)
+{
+    unsigned depth = 0, max = 0;
+    size_t i;
+    int in_string = 0;
+
+    for (i = 0; i < len; i++) {
+        unsigned char c = text[i];
+
+        if (in_string) {
+            if (c == '\\') {
+                i++;
+            } else if (c == '"') {
+                in_string = 0;
+            }
+            continue;
+        }
+
+        switch (c) {
+        case '"':
+            in_string = 1;
+            break;
+        case '[':
+        case '{':
+            if (++depth > max) {
+                max = depth;
+            }
+            break;
+        case ']':
+        case '}':
+            if (depth > 0) {
+                depth--;
+            }
+            break;
+        default:
+            break;
+        }
+    }
+
+    return max;
+}

@@ -32,4 +32,12 @@ unsigned char *parley_json_escape(unsigned char *dst, const unsigned char *src,
  */
 size_t parley_utf8_sequence(const unsigned char *src, size_t len);
 
+/*
+ * The deepest nesting of arrays and objects in JSON text, counted without
+ * parsing (brackets inside strings are skipped, escapes honoured), so that a
+ * body can be refused before a parser recurses into it.  Malformed text
+ * still gets a bounded answer; the parser rejects it afterwards.
+ */
+unsigned parley_json_max_depth(const unsigned char *text, size_t len);
+
 #endif

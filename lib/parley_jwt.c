@@ -648,7 +648,7 @@ static parley_jwt_status_t jwk_bytes(json_t *jwk, const char *name,
 }
 
 static parley_jwt_status_t pkey_from_params(const char *type,
-                                            const OSSL_PARAM *params,
+                                            OSSL_PARAM *params,
                                             EVP_PKEY **pkey, size_t index,
                                             parley_jwt_err_t *err)
 {
@@ -661,7 +661,7 @@ static parley_jwt_status_t pkey_from_params(const char *type,
     }
     good = EVP_PKEY_fromdata_init(pctx) == 1
            && EVP_PKEY_fromdata(pctx, pkey, EVP_PKEY_PUBLIC_KEY,
-                                (OSSL_PARAM *) params) == 1;
+                                params) == 1;
     EVP_PKEY_CTX_free(pctx);
     if (!good) {
         return fail(err, PARLEY_JWT_ERR_KEY_INVALID,
@@ -676,7 +676,7 @@ static parley_jwt_status_t jwk_rsa(json_t *jwk, EVP_PKEY **pkey, size_t index,
     parley_jwt_status_t status;
     /* one spare byte for a leading zero some encoders add */
     unsigned char       n[PARLEY_JWT_RSA_MAX_BITS / 8 + 1], e[8];
-    size_t              n_len, e_len;
+    size_t              n_len = 0, e_len = 0;
     OSSL_PARAM_BLD     *bld = NULL;
     OSSL_PARAM         *params = NULL;
     BIGNUM             *bn_n = NULL, *bn_e = NULL;
@@ -716,7 +716,7 @@ static parley_jwt_status_t jwk_ec(json_t *jwk, EVP_PKEY **pkey, size_t index,
     parley_jwt_status_t status;
     unsigned char       x[ES256_COORD_LEN + 1], y[ES256_COORD_LEN + 1];
     unsigned char       point[1 + 2 * ES256_COORD_LEN];
-    size_t              x_len, y_len;
+    size_t              x_len = 0, y_len = 0;
     char                group[] = "prime256v1";
     OSSL_PARAM          params[3];
 
@@ -985,6 +985,8 @@ static parley_jwt_status_t split(const char *token, size_t len,
                                  segment_t seg[3], parley_jwt_err_t *err)
 {
     size_t i, start = 0, n = 0;
+
+    memset(seg, 0, 3 * sizeof(segment_t));
 
     if (len > PARLEY_JWT_MAX_LEN) {
         return fail(err, PARLEY_JWT_ERR_TOO_LARGE,

@@ -51,7 +51,8 @@ typedef struct {
 typedef struct {
     ngx_str_t                  host;             /* NUL-terminated */
     in_port_t                  port;
-    ngx_str_t                  socket;           /* unix socket, or empty */
+    ngx_str_t                  socket;           /* unix socket, or empty;
+                                                    NUL-terminated */
     ngx_str_t                  user;             /* NUL-terminated */
     ngx_str_t                  password;         /* NUL-terminated */
     ngx_str_t                  database;         /* NUL-terminated */
@@ -123,7 +124,10 @@ typedef struct {
     unsigned int               errcode;   /* mysql_errno() or 0 */
     const char                *error;     /* NUL-terminated, never NULL */
     MYSQL_RES                 *res;       /* rows, or NULL; freed after the
-                                             handler returns */
+                                             handler returns unless the
+                                             handler sets it to NULL to keep
+                                             it (then mysql_free_result is
+                                             the handler's) */
     uint64_t                   affected_rows;
     unsigned                   retryable:1;  /* lost connection, timeout,
                                                 deadlock, write conflict */
@@ -185,8 +189,10 @@ const char *ngx_parley_db_last_error(ngx_parley_db_t *db);
 
 /*
  * status NGX_OK: reply is the server's answer (which may itself be an error
- * reply, type REDIS_REPLY_ERROR); it is freed after the handler returns.
- * NGX_ETIMEDOUT or NGX_ERROR: reply is NULL, err says why.
+ * reply, type REDIS_REPLY_ERROR); it is freed after the handler returns;
+ * err is NULL.  NGX_ETIMEDOUT or NGX_ERROR: reply is NULL, err says why --
+ * and the command may still have run on the server: a non-idempotent
+ * command that timed out has an unknown outcome.
  */
 typedef void (*ngx_parley_redis_reply_pt)(ngx_parley_redis_t *redis,
     redisReply *reply, ngx_int_t status, const char *err, void *data);
@@ -195,7 +201,11 @@ ngx_parley_redis_t *ngx_parley_redis_create(ngx_cycle_t *cycle,
     ngx_parley_redis_conf_t *conf);
 void ngx_parley_redis_destroy(ngx_parley_redis_t *redis);
 
-/* NGX_DECLINED: not connected right now (reconnect is scheduled). */
+/*
+ * NGX_DECLINED: not connected right now (reconnect is scheduled).  *cmd is
+ * valid until its handler has run; cancel it only before that.  Commands
+ * that change the connection's mode (SUBSCRIBE, MONITOR, ...) are refused.
+ */
 ngx_int_t ngx_parley_redis_command_argv(ngx_parley_redis_t *redis,
     ngx_parley_redis_reply_pt handler, void *data, int argc,
     const char **argv, const size_t *argvlen, ngx_parley_redis_cmd_t **cmd);

@@ -551,7 +551,8 @@ ngx_parley_db_query(ngx_parley_db_conn_t *conn, u_char *sql, size_t len,
     conn->op = NGX_PARLEY_DB_OP_QUERY;
 
     ngx_log_debug3(NGX_LOG_DEBUG_EVENT, db->log, 0,
-                   "parley db: query fd:%d \"%*s\"", conn->c->fd, len, sql);
+                   "parley db: query fd:%d \"%*s\"", conn->c->fd,
+                   ngx_min(len, 256), sql);
 
     status = mysql_real_query_start(&conn->qret, conn->mysql,
                                     (const char *) sql, len);
@@ -635,6 +636,10 @@ ngx_parley_db_query_done(ngx_parley_db_conn_t *conn, int qret)
     }
 
     if (mysql_field_count(conn->mysql) == 0) {
+        if (mysql_more_results(conn->mysql)) {
+            ngx_parley_db_set_broken(conn);
+        }
+
         ngx_memzero(&result, sizeof(ngx_parley_db_result_t));
         result.status = NGX_OK;
         result.error = "";
@@ -1057,7 +1062,7 @@ ngx_parley_db_conn_event(ngx_event_t *ev)
 
         if (ev->write || ngx_parley_db_peek(conn) == NGX_AGAIN) {
             if (ev->write) {
-                (void) ngx_parley_db_watch(conn, 1, 0);
+                (void) ngx_parley_db_watch(conn, !conn->broken, 0);
             }
 
             return;

@@ -799,6 +799,15 @@ ngx_http_parley_core_init_process(ngx_cycle_t *cycle)
     ngx_parley_redis_conf_t           *rc;
     ngx_http_parley_core_main_conf_t  *cmcf;
 
+    /*
+     * Only processes that serve requests own clients: the cache manager and
+     * loader also run init_process, but exit without exit_process.
+     */
+    if (ngx_process != NGX_PROCESS_WORKER && ngx_process != NGX_PROCESS_SINGLE)
+    {
+        return NGX_OK;
+    }
+
     if (ngx_get_conf(cycle->conf_ctx, ngx_http_module) == NULL) {
         return NGX_OK;
     }
@@ -924,7 +933,9 @@ ngx_parley_wrap_fd(ngx_socket_t fd, ngx_log_t *log)
 /*
  * Detaches an nginx connection from an fd its library will close: events
  * off, timers off, posted events dropped, the connection slot freed, the fd
- * left open.
+ * left open.  The fd must still be open (events are deleted with an
+ * epoll_ctl); when the library has already closed it, the caller deletes
+ * its events with NGX_CLOSE_EVENT first, as the DB client does.
  */
 void
 ngx_parley_unwrap_fd(ngx_connection_t *c)

@@ -472,7 +472,7 @@ ngx_parley_redis_resolve(ngx_parley_redis_t *redis)
         return NGX_OK;
     }
 
-    /* IPv4 first, as hiredis itself does ("localhost" binds often are) */
+    /* IPv4 first, as hiredis does: local servers mostly bind 127.0.0.1 */
     ngx_memzero(&hints, sizeof(struct addrinfo));
     hints.ai_family = AF_INET;
     hints.ai_socktype = SOCK_STREAM;

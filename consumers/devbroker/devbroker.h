@@ -60,6 +60,7 @@ typedef struct {
 
 typedef struct {
     int listen_fd;
+    int spare_fd; /* held open to refuse connections at EMFILE */
     char path[108];
     parley_devbroker_client_t clients[PARLEY_DEVBROKER_CLIENTS_MAX];
 } parley_devbroker_ctl_t;
@@ -76,7 +77,7 @@ int parley_devbroker_parse_long(const char *s, long min, long max, long *out);
  * or ".."), 0 otherwise. */
 int parley_devbroker_topic_name_valid(const char *name);
 
-/* devbroker_ports.c: fixed ports for the mock brokers */
+/* devbroker_interpose.c: bind() and poll() as librdkafka sees them */
 
 /*
  * Binds and listens on 127.0.0.1:base .. base+count-1 now, before the mock
@@ -89,8 +90,8 @@ int parley_devbroker_ports_reserve(uint16_t base, int count, char *err,
 
 /*
  * While armed, each bind() of AF_INET 127.0.0.1 port 0 made by the arming
- * thread is satisfied by the next reserved socket instead (see bind() in
- * devbroker_ports.c).  disarm() returns how many reservations were not taken.
+ * thread is satisfied by the next reserved socket instead.  disarm()
+ * returns how many reservations were not taken.
  */
 void parley_devbroker_ports_arm(void);
 int parley_devbroker_ports_disarm(void);
@@ -98,8 +99,22 @@ int parley_devbroker_ports_disarm(void);
 /* Closes reservations that were not handed over. */
 void parley_devbroker_ports_release(void);
 
-/* devbroker_dl.c: dlsym(RTLD_NEXT, symbol), kept in a _GNU_SOURCE unit. */
-void *parley_devbroker_dl_next(const char *symbol);
+/*
+ * Bracket every librdkafka mock call that waits for the mock thread
+ * (rd_kafka_mock_topic_create, _broker_set_*, _cluster_destroy, ...): while
+ * one is in flight the mock thread's poll() sleeps at most a millisecond,
+ * which closes librdkafka 2.0.2's lost-wake-up window (devbroker_interpose.c).
+ */
+void parley_devbroker_mock_call_begin(void);
+void parley_devbroker_mock_call_end(void);
+
+/* devbroker_sys.c: _GNU_SOURCE helpers */
+
+/* dlsym(RTLD_NEXT, symbol): the definition after the executable's. */
+void *parley_devbroker_sys_next_symbol(const char *symbol);
+
+/* 1 if the calling thread's name is `name`. */
+int parley_devbroker_sys_thread_named(const char *name);
 
 /* devbroker_ctl.c: the control socket */
 

@@ -138,8 +138,10 @@ static int parley_devbroker_cmd_updown(parley_devbroker_t *db,
         return PARLEY_DEVBROKER_ERR("usage: %s <1..%d|all>", w->argv[0],
                                     db->broker_count);
     }
+    parley_devbroker_mock_call_begin();
     kerr = up ? rd_kafka_mock_broker_set_up(db->mcluster, id)
               : rd_kafka_mock_broker_set_down(db->mcluster, id);
+    parley_devbroker_mock_call_end();
     if (kerr) {
         return PARLEY_DEVBROKER_ERR("%s failed: %s", w->argv[0],
                                     rd_kafka_err2str(kerr));
@@ -171,7 +173,9 @@ static int parley_devbroker_cmd_rtt(parley_devbroker_t *db,
                                     db->broker_count,
                                     PARLEY_DEVBROKER_RTT_MAX_MS);
     }
+    parley_devbroker_mock_call_begin();
     kerr = rd_kafka_mock_broker_set_rtt(db->mcluster, id, (int)ms);
+    parley_devbroker_mock_call_end();
     if (kerr) {
         return PARLEY_DEVBROKER_ERR("rtt failed: %s", rd_kafka_err2str(kerr));
     }
@@ -240,8 +244,10 @@ static int parley_devbroker_cmd_topic(parley_devbroker_t *db,
                                     "[A-Za-z0-9._-]{1,%d})",
                                     PARLEY_DEVBROKER_TOPIC_MAX);
     }
+    parley_devbroker_mock_call_begin();
     kerr = rd_kafka_mock_topic_create(db->mcluster, w->argv[1],
                                       (int)partitions, db->replication_factor);
+    parley_devbroker_mock_call_end();
     if (kerr == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
         return PARLEY_DEVBROKER_ERR("topic %s already exists", w->argv[1]);
     }
@@ -353,6 +359,7 @@ void parley_devbroker_ctl_init(parley_devbroker_ctl_t *ctl)
     int i;
 
     ctl->listen_fd = -1;
+    ctl->spare_fd = -1;
     ctl->path[0] = '\0';
     for (i = 0; i < PARLEY_DEVBROKER_CLIENTS_MAX; i++) {
         ctl->clients[i].fd = -1;
@@ -415,6 +422,7 @@ int parley_devbroker_ctl_open(parley_devbroker_ctl_t *ctl, const char *path,
     }
 
     ctl->listen_fd = fd;
+    ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     memcpy(ctl->path, path, strlen(path) + 1);
     return 0;
 }
@@ -555,7 +563,8 @@ static void parley_devbroker_client_read(parley_devbroker_client_t *c,
     ssize_t n;
 
     n = recv(c->fd, c->in + c->in_len, sizeof(c->in) - c->in_len, 0);
-    if (n == -1 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (n == -1
+        && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK)) {
         return;
     }
     if (n < 0) {
@@ -580,9 +589,24 @@ static void parley_devbroker_ctl_accept(parley_devbroker_ctl_t *ctl)
 
     for (;;) {
         fd = accept(ctl->listen_fd, NULL, NULL);
+        if (fd == -1 && (errno == EMFILE || errno == ENFILE)
+            && ctl->spare_fd != -1) {
+            /* out of descriptors: the pending connection would keep the
+             * listener readable and poll() spinning, so refuse it with the
+             * descriptor kept in reserve for exactly this */
+            close(ctl->spare_fd);
+            fd = accept(ctl->listen_fd, NULL, NULL);
+            if (fd != -1) {
+                close(fd);
+            }
+            ctl->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+            if (fd == -1) {
+                return; /* Linux reports EMFILE with nothing pending too */
+            }
+            continue;
+        }
         if (fd == -1) {
-            /* EAGAIN: drained; anything else (EMFILE, ECONNABORTED) is
-             * retried on the next wake-up */
+            /* EAGAIN: drained; EINTR, ECONNABORTED: next wake-up */
             return;
         }
         if (parley_devbroker_set_nonblock_cloexec(fd) == -1) {
@@ -654,6 +678,10 @@ void parley_devbroker_ctl_close(parley_devbroker_ctl_t *ctl)
 
     for (i = 0; i < PARLEY_DEVBROKER_CLIENTS_MAX; i++) {
         parley_devbroker_client_close(&ctl->clients[i]);
+    }
+    if (ctl->spare_fd != -1) {
+        close(ctl->spare_fd);
+        ctl->spare_fd = -1;
     }
     if (ctl->listen_fd != -1) {
         close(ctl->listen_fd);

@@ -359,7 +359,10 @@ static int parley_devbroker_cluster_start(parley_devbroker_t *db)
 static void parley_devbroker_cluster_stop(parley_devbroker_t *db)
 {
     if (db->mcluster != NULL) {
+        /* a TERMINATE op and a join: the same wake-up bracket applies */
+        parley_devbroker_mock_call_begin();
         rd_kafka_mock_cluster_destroy(db->mcluster);
+        parley_devbroker_mock_call_end();
         db->mcluster = NULL;
     }
     if (db->rk != NULL) {
@@ -376,9 +379,11 @@ static int parley_devbroker_topics_create(parley_devbroker_t *db,
     int i;
 
     for (i = 0; i < n; i++) {
+        parley_devbroker_mock_call_begin();
         kerr = rd_kafka_mock_topic_create(db->mcluster, t[i].name,
                                           t[i].partitions,
                                           db->replication_factor);
+        parley_devbroker_mock_call_end();
         if (kerr) {
             fprintf(stderr, "%s: creating topic %s: %s\n",
                     PARLEY_DEVBROKER_NAME, t[i].name, rd_kafka_err2str(kerr));
@@ -411,20 +416,22 @@ static int parley_devbroker_pidfile_write(const char *path)
 
 static void parley_devbroker_banner(const parley_devbroker_t *db, int topics)
 {
+    static const char *const lines[] = {
+        "########################################################",
+        "# IN-MEMORY DEV BROKER - NOT DURABLE.                  #",
+        "# Every topic, record, offset and consumer group is    #",
+        "# LOST when this process exits. Dev and tests only.    #",
+        "########################################################",
+    };
+    size_t i;
+
+    for (i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        fprintf(stderr, "%s: %s\n", PARLEY_DEVBROKER_NAME, lines[i]);
+    }
     fprintf(stderr,
-            "%s: "
-            "##############################################################\n"
-            "%s: # IN-MEMORY DEV BROKER - NOT DURABLE.                        #\n"
-            "%s: # Every topic, record, offset and consumer group is LOST     #\n"
-            "%s: # when this process exits. For development and tests only.   #\n"
-            "%s: "
-            "##############################################################\n"
             "%s: %d broker(s) on 127.0.0.1:%u..%u, %d topic(s), "
             "replication factor %d\n",
-            PARLEY_DEVBROKER_NAME, PARLEY_DEVBROKER_NAME,
-            PARLEY_DEVBROKER_NAME, PARLEY_DEVBROKER_NAME,
-            PARLEY_DEVBROKER_NAME, PARLEY_DEVBROKER_NAME, db->broker_count,
-            (unsigned)db->base_port,
+            PARLEY_DEVBROKER_NAME, db->broker_count, (unsigned)db->base_port,
             (unsigned)(db->base_port + db->broker_count - 1), topics,
             db->replication_factor);
 }
@@ -454,7 +461,8 @@ static void parley_devbroker_loop(parley_devbroker_t *db,
             return;
         }
         if (pfds[0].revents & POLLIN) {
-            while (read(parley_devbroker_sigpipe[0], drain, sizeof(drain)) > 0) {
+            while (read(parley_devbroker_sigpipe[0], drain, sizeof(drain))
+                   > 0) {
             }
         }
         if (parley_devbroker_stop_signal) {

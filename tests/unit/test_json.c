@@ -84,3 +84,21 @@ Test(json, every_byte_pair_yields_bounded_output)
         }
     }
 }
+
+static unsigned depth(const char *s)
+{
+    return parley_json_max_depth((const unsigned char *) s, strlen(s));
+}
+
+Test(json, depth_counts_nesting_outside_strings)
+{
+    cr_assert_eq(depth("1"), 0);
+    cr_assert_eq(depth("{}"), 1);
+    cr_assert_eq(depth("{\"a\":[1,{\"b\":[]}]}"), 4);
+    cr_assert_eq(depth("[[],[],[[]]]"), 3);
+    cr_assert_eq(depth("{\"a\":\"[[[[{{{{\"}"), 1);
+    cr_assert_eq(depth("{\"a\":\"\\\"[[[\"}"), 1);
+    /* malformed input gets a bounded answer */
+    cr_assert_eq(depth("]]]]["), 1);
+    cr_assert_eq(depth("\"unterminated [[["), 0);
+}

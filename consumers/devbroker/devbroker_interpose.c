@@ -1,39 +1,52 @@
 /*
- * Fixed ports for librdkafka 2.0.2's mock brokers.
+ * bind() and poll() as librdkafka sees them.  This executable defines both;
+ * the dynamic linker resolves librdkafka.so's references to the
+ * executable's definitions first (an executable's symbols precede every
+ * shared object's), and each calls the real one found with
+ * dlsym(RTLD_NEXT).  Both act only in narrow, named circumstances and pass
+ * everything else straight through.
  *
- * The mock cluster creates each broker's listener with
- * socket(AF_INET) + bind(127.0.0.1:0) + getsockname() + listen(), in the
- * thread that calls rd_kafka_mock_cluster_new(), broker 1 first, and
- * advertises whatever port getsockname() reports.  2.0.2 has no option for
- * a fixed port.  This executable therefore defines bind() itself: the
- * dynamic linker resolves librdkafka.so's reference to bind to the
- * executable's definition first (an executable's symbols precede every
- * shared object's), so these binds come here.
+ * bind(): fixed ports.  The 2.0.2 mock cluster creates each broker's
+ * listener with socket(AF_INET) + bind(127.0.0.1:0) + getsockname() +
+ * listen(), in the thread that calls rd_kafka_mock_cluster_new(), broker 1
+ * first, and advertises whatever port getsockname() reports; it has no
+ * option for a fixed port.  Rewriting the port and calling the real bind()
+ * would leave a gap between our check that the ports are free and
+ * librdkafka's bind(), and a failed bind inside rd_kafka_mock_cluster_new()
+ * is fatal in 2.0.2 (its error path destroys a half-built cluster and
+ * aborts).  So parley_devbroker_ports_reserve() binds and listens on the
+ * ports up front, where a taken port is a clean error, and while armed
+ * bind() hands librdkafka the reserved socket: dup2() puts it on
+ * librdkafka's descriptor, so its getsockname() sees the fixed port and its
+ * listen() only resets the backlog.  Other families, addresses, non-zero
+ * ports, other threads, and any bind while not armed (the mock thread
+ * re-binds the same fixed port when a broker is set down) go to the real
+ * bind().
  *
- * Rewriting the port and calling the real bind() would leave a gap between
- * our check that the ports are free and librdkafka's bind(), and a failed
- * bind inside rd_kafka_mock_cluster_new() is fatal in 2.0.2 (its error path
- * destroys a half-built cluster and aborts).  So the ports are bound and
- * listened on up front by parley_devbroker_ports_reserve(), where a taken
- * port is a clean error, and while armed bind() hands librdkafka the
- * reserved socket: dup2() puts it on librdkafka's descriptor, so its
- * getsockname() sees the fixed port and its listen() only resets the
- * backlog.
- *
- * Every other bind() - other families, other addresses, non-zero ports,
- * other threads, or any bind while not armed (the mock thread re-binds the
- * same fixed port when a broker is set down) - goes to the real bind() via
- * dlsym(RTLD_NEXT).
+ * poll(): a lost wake-up in the 2.0.2 mock thread.  Control calls
+ * (rd_kafka_mock_topic_create, _broker_set_down, ...) enqueue an op, write a
+ * byte to a wake-up pipe and wait for the reply.  The mock thread's loop is
+ * poll() -> serve ops -> run I/O handlers, and the wake-up pipe's handler
+ * reads the pipe dry.  An op enqueued after "serve ops" has its byte eaten
+ * by that handler and waits for the next poll() timeout: up to 1 s per
+ * call, so a startup that creates 11 topics took 2-4 s in about one run out
+ * of five.  While a control call is in flight (the caller brackets it with
+ * parley_devbroker_mock_call_begin/end), poll() on the thread named
+ * "rdk:mock" sleeps at most PARLEY_DEVBROKER_MOCK_POLL_MS, so the op is
+ * served on the next round at the latest.  At rest nothing changes.
  *
  * Deliberately not _GNU_SOURCE: with it glibc declares bind() with a
  * transparent-union parameter that a plain definition would conflict with.
+ * Not fortified either: _FORTIFY_SOURCE turns poll() into an inline wrapper.
  */
+#undef _FORTIFY_SOURCE
 #define _POSIX_C_SOURCE 200809L
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,25 +56,36 @@
 
 #include "devbroker.h"
 
+#define PARLEY_DEVBROKER_MOCK_POLL_MS 1
+
 typedef int (*parley_devbroker_bind_fn)(int, const struct sockaddr *,
                                         socklen_t);
+typedef int (*parley_devbroker_poll_fn)(struct pollfd *, nfds_t, int);
 
-/* Process-wide by nature: bind() has no context argument. */
+/* Process-wide by nature: bind() and poll() have no context argument. */
 static int parley_devbroker_reserved[PARLEY_DEVBROKER_MAX_BROKERS];
 static int parley_devbroker_reserved_count;
 static int parley_devbroker_reserved_next;
 static pthread_t parley_devbroker_arming_thread;
 static atomic_int parley_devbroker_armed;
+static atomic_int parley_devbroker_mock_calls;
+
+/* 0 not yet known, 1 the mock thread, -1 any other thread */
+static _Thread_local int parley_devbroker_thread_role;
 
 static pthread_once_t parley_devbroker_real_once = PTHREAD_ONCE_INIT;
 static parley_devbroker_bind_fn parley_devbroker_real_bind;
+static parley_devbroker_poll_fn parley_devbroker_real_poll;
 
 static void parley_devbroker_real_lookup(void)
 {
-    void *sym = parley_devbroker_dl_next("bind");
+    void *sym;
 
     /* POSIX guarantees a dlsym() result converts to a function pointer. */
+    sym = parley_devbroker_sys_next_symbol("bind");
     memcpy(&parley_devbroker_real_bind, &sym, sizeof(sym));
+    sym = parley_devbroker_sys_next_symbol("poll");
+    memcpy(&parley_devbroker_real_poll, &sym, sizeof(sym));
 }
 
 static int parley_devbroker_call_real_bind(int fd,
@@ -74,6 +98,38 @@ static int parley_devbroker_call_real_bind(int fd,
         return -1;
     }
     return parley_devbroker_real_bind(fd, addr, len);
+}
+
+int poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+    pthread_once(&parley_devbroker_real_once, parley_devbroker_real_lookup);
+    if (parley_devbroker_real_poll == NULL) {
+        errno = ENOSYS;
+        return -1;
+    }
+
+    if (atomic_load(&parley_devbroker_mock_calls) > 0
+        && (timeout < 0 || timeout > PARLEY_DEVBROKER_MOCK_POLL_MS)) {
+        if (parley_devbroker_thread_role == 0) {
+            /* librdkafka names the thread before its first poll() */
+            parley_devbroker_thread_role =
+                parley_devbroker_sys_thread_named("rdk:mock") ? 1 : -1;
+        }
+        if (parley_devbroker_thread_role == 1) {
+            timeout = PARLEY_DEVBROKER_MOCK_POLL_MS;
+        }
+    }
+    return parley_devbroker_real_poll(fds, nfds, timeout);
+}
+
+void parley_devbroker_mock_call_begin(void)
+{
+    atomic_fetch_add(&parley_devbroker_mock_calls, 1);
+}
+
+void parley_devbroker_mock_call_end(void)
+{
+    atomic_fetch_sub(&parley_devbroker_mock_calls, 1);
 }
 
 /* 1 if this bind is one the mock cluster makes for a new broker. */
