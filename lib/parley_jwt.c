@@ -777,8 +777,8 @@ static parley_jwt_status_t jwk_parse(json_t *jwk, size_t index, jwt_key_t *key,
 {
     parley_jwt_status_t status;
     parley_jwt_alg_t    alg;
-    const char         *kty, *s, *kid;
-    size_t              kty_len, s_len, kid_len, i;
+    const char         *kty, *s, *kid = NULL;
+    size_t              kty_len, s_len, kid_len = 0, i;
     json_t             *ops, *op;
     char                where[32];
     int                 r, is_rsa, verify;

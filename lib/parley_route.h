@@ -5,8 +5,9 @@
  * that "%2F" inside an id cannot become a separator).  Literal segments
  * must match exactly; each {name} segment matches one non-empty segment,
  * which is percent-decoded into the caller's buffer.  A decoded parameter
- * must be valid UTF-8 without control characters and at most
- * PARLEY_ROUTE_PARAM_MAX bytes.  A trailing slash never matches.
+ * must be valid UTF-8 without control characters (C0, DEL and C1, so NUL
+ * too) and at most PARLEY_ROUTE_PARAM_MAX bytes.  A trailing slash never
+ * matches.
  */
 #ifndef PARLEY_ROUTE_H
 #define PARLEY_ROUTE_H

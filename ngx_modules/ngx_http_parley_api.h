@@ -204,6 +204,16 @@ ngx_int_t ngx_http_parley_api_new_id(ngx_http_parley_api_req_t *ar,
 json_t *ngx_http_parley_api_id_json(uint64_t id);
 
 
+/*
+ * Inserts the outbox row of an event (steals data) inside the current
+ * transaction, then calls next.  key orders the event in its topic (a
+ * conversation id, or a user id).
+ */
+void ngx_http_parley_api_outbox(ngx_http_parley_api_req_t *ar,
+    ngx_http_parley_api_step_pt next, const char *topic, ngx_str_t *key,
+    const char *type, json_t *data);
+
+
 /* ---- authentication (ngx_http_parley_api_auth.c) -------------------- */
 
 /*

@@ -28,6 +28,7 @@
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_cache.h"
 #include "parley_apikey.h"
+#include "parley_id.h"
 #include "parley_jwt.h"
 #include "parley_route.h"
 

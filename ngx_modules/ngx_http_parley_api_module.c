@@ -504,7 +504,21 @@ ngx_http_parley_api_handler(ngx_http_request_t *r)
         return NGX_DONE;
     }
 
+    /* a body-less POST (no length, not chunked) reads as {} */
+    if (r->headers_in.content_length_n <= 0 && !r->headers_in.chunked) {
+        rc = ngx_http_discard_request_body(r);
+        if (rc != NGX_OK) {
+            r->main->count--;
+            return rc;
+        }
+
+        ar->body = json_object();
+        ngx_http_parley_api_authenticate(ar, ngx_http_parley_api_dispatch);
+        return NGX_DONE;
+    }
+
     if (r->headers_in.content_type == NULL
+        || r->headers_in.content_type->value.len < 16
         || ngx_strncasecmp(r->headers_in.content_type->value.data,
                            (u_char *) "application/json", 16) != 0
         || (r->headers_in.content_type->value.len > 16
@@ -547,7 +561,7 @@ static ngx_int_t
 ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
 {
     u_char                        *q;
-    char                          *buf;
+    char                          *buf, *name;
     size_t                         path_len, bad;
     ngx_uint_t                     t, path_matched;
     parley_route_rc_t              rc;
@@ -590,9 +604,17 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
             ar->route = route;
 
             if (rc == PARLEY_ROUTE_BAD_PARAM) {
+                name = ngx_pnalloc(r->pool, ar->params[bad].name_len + 1);
+                if (name == NULL) {
+                    return NGX_ERROR;
+                }
+
+                ngx_memcpy(name, ar->params[bad].name,
+                           ar->params[bad].name_len);
+                name[ar->params[bad].name_len] = '\0';
+
                 ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                         "invalid_parameter",
-                                         ar->params[bad].name,
+                                         "invalid_parameter", name,
                                          "path parameter \"%*s\" is not a "
                                          "valid id",
                                          ar->params[bad].name_len,
@@ -809,9 +831,10 @@ void
 ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
     const char *code, const char *field, const char *fmt, ...)
 {
-    u_char    msg[512], *last, *data, *p;
-    size_t    len, mlen, flen;
-    va_list   args;
+    u_char      msg[512], *last, *data, *p;
+    size_t      len, mlen, flen;
+    va_list     args;
+    ngx_uint_t  level;
 
     if (ar->done) {
         return;
@@ -851,7 +874,8 @@ ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
                     status == NGX_HTTP_SERVICE_UNAVAILABLE
                     || status == NGX_HTTP_TOO_MANY_REQUESTS ? "true" : "false");
 
-    ngx_log_error(status >= 500 ? NGX_LOG_WARN : NGX_LOG_INFO, ar->log, 0,
+    level = status >= 500 ? NGX_LOG_WARN : NGX_LOG_INFO;
+    ngx_log_error(level, ar->log, 0,
                   "parley api: %V %V: %ui %s: %*s",
                   &ar->request->method_name, &ar->request->uri, status, code,
                   mlen, msg);
@@ -1336,7 +1360,7 @@ ngx_http_parley_api_arg(ngx_http_parley_api_req_t *ar, const char *name,
 
     value->data = dst;
     src = raw.data;
-    ngx_unescape_uri(&dst, &src, raw.len, NGX_UNESCAPE_URI_COMPONENT);
+    ngx_unescape_uri(&dst, &src, raw.len, 0);
     value->len = dst - value->data;
     *dst = '\0';
 

@@ -4,12 +4,16 @@
  * HS256 secrets, one with a kid, and a P-256 key generated once) is built on
  * the first call and shared by all runs, as a worker shares its tenant's.
  *
- * The first input byte picks a mode and a policy:
- *  - bit 0 clear: the rest is a token, given as is to peek and verify;
- *  - bit 0 set: the rest is "header JSON\nclaims JSON"; the harness encodes
- *    both and signs them with the HS256 secret, so that mutated JSON reaches
- *    the claim checks behind a valid signature.
- * Bits 1-3 vary the policy (algorithms, issuer, audiences, lifetime).
+ * The first input byte picks a mode (bits 0-1) and a policy (bits 2-4):
+ *  0: the rest is a token, given as is to peek and verify;
+ *  1: the rest is "header JSON\nclaims JSON"; the harness encodes both and
+ *     signs them with the HS256 secret, so that mutated JSON reaches the
+ *     header and claim checks behind a valid signature;
+ *  2: the rest drives a small generator of claims (names and values near
+ *     the policy's boundaries), signed under a fixed header: a run that
+ *     starts from an empty corpus reaches every claim check at once;
+ *  3: the rest is claims JSON under a fixed HS256 header without kid.
+ * The policy bits vary algorithms, issuer, audiences and lifetime.
  *
  * Properties checked besides "no crash, no leak": verify and peek agree on
  * the header; accepted claims obey the documented bounds; accepted claims
@@ -146,26 +150,20 @@ static void verify_and_check(const char *token, size_t len,
     parley_jwt_claims_free(&c);
 }
 
-/* header "\n" claims -> a HS256 token signed with the fuzzing secret */
-static void signed_mode(const uint8_t *data, size_t size,
+/* header, claims -> a HS256 token signed with the fuzzing secret */
+static void signed_mode(const uint8_t *header, size_t hlen,
+                        const uint8_t *claims, size_t plen,
                         const parley_jwt_policy_t *p)
 {
     static char   token[3 * PARLEY_JWT_MAX_LEN];
-    const uint8_t *nl = memchr(data, '\n', size);
-    unsigned char  mac[EVP_MAX_MD_SIZE];
-    unsigned int   mac_len = 0;
-    size_t         hlen, plen, o = 0, n;
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned int  mac_len = 0;
+    size_t        o = 0, n;
 
-    if (nl == NULL) {
-        return;
-    }
-    hlen = (size_t) (nl - data);
-    plen = size - hlen - 1;
-
-    must(parley_base64url_encode(data, hlen, token, sizeof(token), &n) == 0);
+    must(parley_base64url_encode(header, hlen, token, sizeof(token), &n) == 0);
     o += n;
     token[o++] = '.';
-    must(parley_base64url_encode(nl + 1, plen, token + o, sizeof(token) - o,
+    must(parley_base64url_encode(claims, plen, token + o, sizeof(token) - o,
                                  &n) == 0);
     o += n;
     must(HMAC(EVP_sha256(), secret, (int) SECRET_LEN,
@@ -178,9 +176,81 @@ static void signed_mode(const uint8_t *data, size_t size,
     verify_and_check(token, o, p, 1);
 }
 
+/*
+ * Claims from bytes: each group of three bytes adds one member, a name from
+ * a table and a value of a kind and size the bytes choose.
+ */
+static json_t *generate_claims(const uint8_t *data, size_t size)
+{
+    static const char *const names[] = {
+        "exp", "nbf", "iat", "sub", "iss", "aud", "jti", "tid", "x",
+    };
+    static const char *const strings[] = {
+        "parley", "tenant-1", "tenant-2", "u", "", "a\x01b", "caf\xc3\xa9",
+    };
+    char       longstr[PARLEY_JWT_STR_MAX + 2];
+    json_t    *obj = json_object(), *v, *arr;
+    size_t     i, k;
+    json_int_t offset;
+
+    must(obj != NULL);
+    memset(longstr, 'u', sizeof(longstr) - 1);
+
+    for (i = 0; i + 3 <= size; i += 3) {
+        offset = (json_int_t) (int8_t) data[i + 2] * 30;
+        switch (data[i + 1] % 9) {
+        case 0:
+            v = json_integer(NOW + offset);
+            break;
+        case 1:
+            v = json_real((double) (NOW + offset) + 0.5);
+            break;
+        case 2:
+            v = json_string(strings[data[i + 2] % 7]);
+            break;
+        case 3: /* a string of chosen length around the limits */
+            k = (size_t) data[i + 2] % 2 ? PARLEY_JWT_SUB_MAX
+                                         : PARLEY_JWT_STR_MAX;
+            k += (size_t) (data[i + 2] >> 1) % 3;
+            k = k < sizeof(longstr) ? k : sizeof(longstr) - 1;
+            longstr[k] = '\0';
+            v = json_string(longstr);
+            longstr[k] = 'u';
+            break;
+        case 4:
+            arr = json_array();
+            for (k = 0; arr != NULL && k < (size_t) (data[i + 2] % 40); k++) {
+                json_array_append_new(arr, json_string(strings[k % 7]));
+            }
+            v = arr;
+            break;
+        case 5:
+            v = (data[i + 2] & 1) ? json_true() : json_null();
+            break;
+        case 6:
+            v = json_integer((data[i + 2] & 1) ? PARLEY_JWT_TIME_MAX : -1);
+            break;
+        case 7:
+            v = json_integer(NOW + offset * 60);
+            break;
+        default:
+            v = json_object();
+        }
+        must(v != NULL);
+        must(json_object_set_new(obj, names[data[i] % 9], v) == 0);
+    }
+    return obj;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    static const char with_kid[] = "{\"alg\":\"HS256\",\"kid\":\"h1\"}";
+    static const char no_kid[] = "{\"alg\":\"HS256\",\"typ\":\"JWT\"}";
+    static char         text[PARLEY_JWT_MAX_LEN];
     parley_jwt_policy_t p;
+    const uint8_t      *nl;
+    json_t             *claims;
+    size_t              n;
 
     if (keyset == NULL) {
         build_keyset();
@@ -189,11 +259,33 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
 
-    make_policy(&p, data[0] >> 1);
-    if (data[0] & 1) {
-        signed_mode(data + 1, size - 1, &p);
-    } else {
-        verify_and_check((const char *) data + 1, size - 1, &p, 0);
+    make_policy(&p, data[0] >> 2);
+    data++;
+    size--;
+
+    switch (data[-1] & 3) {
+    case 0:
+        verify_and_check((const char *) data, size, &p, 0);
+        break;
+    case 1:
+        nl = memchr(data, '\n', size);
+        if (nl != NULL) {
+            signed_mode(data, (size_t) (nl - data), nl + 1,
+                        size - (size_t) (nl - data) - 1, &p);
+        }
+        break;
+    case 2:
+        claims = generate_claims(data, size);
+        n = json_dumpb(claims, text, sizeof(text), JSON_COMPACT);
+        json_decref(claims);
+        if (n > 0 && n <= sizeof(text)) {
+            signed_mode((const uint8_t *) with_kid, sizeof(with_kid) - 1,
+                        (const uint8_t *) text, n, &p);
+        }
+        break;
+    default:
+        signed_mode((const uint8_t *) no_kid, sizeof(no_kid) - 1, data, size,
+                    &p);
     }
     return 0;
 }

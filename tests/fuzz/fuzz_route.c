@@ -4,7 +4,8 @@
  * into paths (each copied to a heap block of exactly its length, with a
  * value buffer of exactly path_len + PARLEY_ROUTE_MAX_PARAMS bytes, so ASan
  * sees any access beyond what the header allows), and every path is tried
- * against fixed patterns.  Besides memory safety it asserts that params lie
+ * against fixed patterns; the whole input, percent-encoded, is also tried as
+ * one parameter.  Besides memory safety it asserts that params lie
  * inside the buffer, NUL-terminated and in order, and that the result
  * agrees with a reference matcher written here from the header's contract
  * with its own percent and UTF-8 decoders.
@@ -227,10 +228,36 @@ done:
     free(path);
 }
 
+/*
+ * The whole input percent-encoded as one parameter ("/%41%62..."), so that
+ * every byte sequence reaches the validation, whatever bytes it holds.
+ */
+static void check_encoded(const uint8_t *data, size_t size)
+{
+    static const char upper[] = "0123456789ABCDEF";
+    static const char lower[] = "0123456789abcdef";
+    unsigned char *path = malloc(1 + 3 * size);
+    const char *digits;
+    size_t i;
+
+    assert(path != NULL);
+    path[0] = '/';
+    for (i = 0; i < size; i++) {
+        digits = (i & 1) ? lower : upper;
+        path[1 + 3 * i] = '%';
+        path[2 + 3 * i] = (unsigned char) digits[data[i] >> 4];
+        path[3 + 3 * i] = (unsigned char) digits[data[i] & 0xf];
+    }
+    check("/{a}", path, 1 + 3 * size);
+    free(path);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const uint8_t *start = data, *end = data + size, *nl;
     size_t i;
+
+    check_encoded(data, size);
 
     for (;;) {
         nl = memchr(start, '\n', (size_t) (end - start));

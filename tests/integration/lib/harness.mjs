@@ -242,3 +242,85 @@ export class Broker extends Service {
 }
 
 export function cpuCount() { return os.availableParallelism(); }
+
+// ---------------------------------------------------------------------------
+// the shared test stack (scripts/stack.sh test start; scripts/test.sh) and
+// nginx instances serving the REST API against it
+
+export function stackEnv() {
+    const file = path.join(repo, 'var/test/stack.env');
+    const env = {};
+    if (fs.existsSync(file)) {
+        for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+            const m = /^(PARLEY_[A-Z_]+)='?([^']*)'?$/.exec(line);
+            if (m) env[m[1]] = m[2];
+        }
+    }
+    return { ...env, ...Object.fromEntries(Object.entries(process.env).filter(([k]) => k.startsWith('PARLEY_'))) };
+}
+
+export function parleyctl(...args) {
+    const env = stackEnv();
+    const r = spawnSync(path.join(bin, 'parleyctl'), ['--db', env.PARLEY_DB_URL, ...args], { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`parleyctl ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+}
+
+// A new tenant with a fresh admin key: { id, key }.
+export function createTenant(name = `t-${process.pid}-${Math.random().toString(36).slice(2, 10)}`) {
+    const out = parleyctl('tenant', 'create', '--name', name);
+    const id = /PARLEY_TENANT_ID=(\S+)/.exec(out)[1];
+    const key = /PARLEY_API_KEY=(\S+)/.exec(out)[1];
+    return { id, key, name };
+}
+
+export function tokenKeyFile() {
+    const file = path.join(repo, 'var/test/token.key');
+    if (!fs.existsSync(file)) {
+        fs.mkdirSync(path.dirname(file), { recursive: true });
+        fs.writeFileSync(file, Buffer.from(Array.from({ length: 48 }, () => Math.floor(Math.random() * 256))));
+    }
+    return file;
+}
+
+export async function startApi(opts = {}) {
+    const env = stackEnv();
+    return startNginx({
+        name: opts.name || 'api',
+        workers: opts.workers || 1,
+        main: 'thread_pool parley threads=1;',
+        http: `
+    parley_db 127.0.0.1:${env.PARLEY_DB_PORT} user=${env.PARLEY_DB_USER} password=${env.PARLEY_DB_PASSWORD} database=${env.PARLEY_DB_NAME} pool=${opts.pool || 4} timeout=${opts.dbTimeout || '3s'};
+    parley_redis 127.0.0.1:${env.PARLEY_REDIS_PORT};
+    parley_token_key ${tokenKeyFile()};
+    parley_api_cache_ttl ${opts.cacheTtl || '1s'};
+    ${opts.http || ''}`,
+        server: `
+        location /v1/ { parley_api; }
+        ${opts.server || ''}`,
+    });
+}
+
+// A small client bound to a base URL and a credential.
+export function client(base, auth = {}) {
+    const call = async (method, p, body, extra = {}) => {
+        const headers = { ...extra };
+        if (auth.key) headers.authorization = `Bearer ${auth.key}`;
+        if (auth.token) headers.authorization = `Bearer ${auth.token}`;
+        if (auth.user) headers['x-parley-user'] = auth.user;
+        let payload;
+        if (body !== undefined) {
+            payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
+            headers['content-type'] = headers['content-type'] || 'application/json';
+        }
+        return getJson(`${base}${p}`, { method, headers, body: payload });
+    };
+    return {
+        get: (p, h) => call('GET', p, undefined, h),
+        post: (p, b, h) => call('POST', p, b, h),
+        patch: (p, b, h) => call('PATCH', p, b, h),
+        put: (p, b, h) => call('PUT', p, b, h),
+        del: (p, h) => call('DELETE', p, undefined, h),
+        as: (more) => client(base, { ...auth, ...more }),
+    };
+}
