@@ -71,6 +71,8 @@ typedef struct {
 
 /* what a tenant's cache entry holds (see ngx_http_parley_api_auth.c) */
 typedef struct ngx_http_parley_tenant_s  ngx_http_parley_tenant_t;
+typedef struct ngx_http_parley_access_s  ngx_http_parley_access_t;
+typedef struct ngx_http_parley_event_s   ngx_http_parley_event_t;
 
 
 struct ngx_http_parley_api_req_s {
@@ -111,6 +113,9 @@ struct ngx_http_parley_api_req_s {
     /* pending Redis or Kafka work to detach if the request goes away */
     ngx_parley_redis_cmd_t          *redis_cmd;
 
+    ngx_http_parley_access_t        *access;     /* see _api_access.h */
+    ngx_http_parley_event_t         *event;
+
     void                            *data;       /* the endpoint's state */
 };
 
@@ -143,6 +148,7 @@ void ngx_http_parley_api_unavailable(ngx_http_parley_api_req_t *ar,
 /*
  * Formats and runs one statement, then calls next.  Format directives:
  *   %L   ngx_str_t *   quoted, escaped string literal
+ *   %N   ngx_str_t *   as %L, or NULL when its data is NULL
  *   %Q   const char *  quoted, escaped string literal (NUL-terminated)
  *   %J   json_t *      its compact JSON text as a literal, or NULL
  *   %U   uint64_t      decimal
@@ -240,6 +246,15 @@ extern struct ngx_http_parley_cache_s  *ngx_http_parley_auth_cache;
 /* ---- route tables of the endpoint files ---------------------------- */
 
 extern ngx_http_parley_api_route_t  ngx_http_parley_api_users_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_blocks_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_keys_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_platform_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_conversations_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_members_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_messages_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_reactions_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_receipts_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_sync_routes[];
 
 
 #endif /* _NGX_HTTP_PARLEY_API_H_INCLUDED_ */

@@ -204,6 +204,15 @@ ngx_module_t  ngx_http_parley_api_module = {
 /* every endpoint file's table, in the order they are tried */
 static ngx_http_parley_api_route_t  *ngx_http_parley_api_tables[] = {
     ngx_http_parley_api_users_routes,
+    ngx_http_parley_api_blocks_routes,
+    ngx_http_parley_api_keys_routes,
+    ngx_http_parley_api_platform_routes,
+    ngx_http_parley_api_conversations_routes,
+    ngx_http_parley_api_members_routes,
+    ngx_http_parley_api_messages_routes,
+    ngx_http_parley_api_reactions_routes,
+    ngx_http_parley_api_receipts_routes,
+    ngx_http_parley_api_sync_routes,
     NULL
 };
 
@@ -1261,6 +1270,15 @@ ngx_http_parley_api_format(u_char *p, u_char *last, const char *fmt,
         case 'L':
             s = va_arg(args, ngx_str_t *);
             PUT_LITERAL(s->data, s->len);
+            break;
+
+        case 'N':
+            s = va_arg(args, ngx_str_t *);
+            if (s->data == NULL) {
+                PUT("NULL", 4);
+            } else {
+                PUT_LITERAL(s->data, s->len);
+            }
             break;
 
         case 'Q':
