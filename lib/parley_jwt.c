@@ -312,8 +312,13 @@ static parley_jwt_status_t secret_check(const unsigned char *secret,
     {
         i++;
     }
+    /*
+     * Narrow on purpose: derived or random binary secrets start with any
+     * byte, '{' included, and must not be refused 1 time in 256.
+     */
     if ((len - i >= 10 && memcmp(secret + i, "-----BEGIN", 10) == 0)
-        || (i < len && secret[i] == '{'))
+        || (i < len && secret[i] == '{'
+            && contains((const char *) secret + i, len - i, "\"kty\"")))
     {
         return fail(err, PARLEY_JWT_ERR_KEY_INVALID,
                     "HMAC secret looks like a PEM or JSON key document; a "

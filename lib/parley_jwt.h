@@ -163,10 +163,11 @@ parley_jwt_status_t parley_jwt_keyset_add_jwks(parley_jwt_keyset_t *ks,
                                                parley_jwt_err_t *err);
 
 /*
- * Adds an HS256 secret of PARLEY_JWT_HMAC_MIN to _MAX bytes (copied).  A
- * secret that starts like a PEM document or a JSON object is refused: it is
- * almost certainly a public key pasted in the wrong place, which would turn
- * a public value into a signing secret.
+ * Adds an HS256 secret of PARLEY_JWT_HMAC_MIN to _MAX bytes (copied), any
+ * bytes.  A secret that starts (after whitespace) like a PEM document
+ * ("-----BEGIN") or a JWK ('{' and a "kty" member) is refused: it is almost
+ * certainly a public key pasted in the wrong place, which would turn a
+ * public value into a signing secret.
  */
 parley_jwt_status_t parley_jwt_keyset_add_hmac(parley_jwt_keyset_t *ks,
                                                const char *kid_or_null,

@@ -1155,7 +1155,18 @@ Test(jwt, hmac_secret_rules_and_keyset_capacity)
                      (const unsigned char *) "{\"kty\":\"RSA\",\"n\":\"...........\"}",
                      33, &err),
                  PARLEY_JWT_ERR_KEY_INVALID);
-    for (i = 0; i < PARLEY_JWT_KEYSET_MAX; i++) {
+    /* binary secrets may start with any byte, '{' and '-' included */
+    big[0] = '{';
+    cr_assert_eq(parley_jwt_keyset_add_hmac(ks, "brace", big, 32, &err), 0);
+    big[0] = '-';
+    cr_assert_eq(parley_jwt_keyset_add_hmac(ks, "dash", big, 32, &err), 0);
+    big[0] = 'x';
+    cr_assert_eq(parley_jwt_keyset_add_hmac(
+                     ks, NULL,
+                     (const unsigned char *) "  -----BEGIN PUBLIC KEY-----\nMIIB",
+                     33, &err),
+                 PARLEY_JWT_ERR_KEY_INVALID);
+    for (i = 2; i < PARLEY_JWT_KEYSET_MAX; i++) {
         snprintf(kid, sizeof(kid), "k%d", i);
         cr_assert_eq(parley_jwt_keyset_add_hmac(ks, kid, big, 64, &err), 0);
     }

@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import assert from 'node:assert/strict';
+import { checkResponse } from './openapi.mjs';
 
 export const repo = path.resolve(import.meta.dirname, '../../..');
 export const bin = process.env.PARLEY_BIN || path.join(repo, 'build/bin');
@@ -313,7 +314,11 @@ export function client(base, auth = {}) {
             payload = typeof body === 'string' || Buffer.isBuffer(body) ? body : JSON.stringify(body);
             headers['content-type'] = headers['content-type'] || 'application/json';
         }
-        return getJson(`${base}${p}`, { method, headers, body: payload });
+        const r = await getJson(`${base}${p}`, { method, headers, body: payload });
+        if (!auth.noSchema && p.startsWith('/v1/')) {
+            checkResponse(method, `${base}${p}`, r.status, r.body);
+        }
+        return r;
     };
     return {
         get: (p, h) => call('GET', p, undefined, h),
