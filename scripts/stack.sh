@@ -130,9 +130,24 @@ nginx_cmd() {
     /usr/sbin/nginx -p "$repo/" -c conf/parley.dev.conf "$@"
 }
 
+# secrets of the dev stack, made once: the user-token key and the operator key
+dev_secrets() {
+    if [ ! -s "$VAR/token.key" ]; then
+        head -c 48 /dev/urandom > "$VAR/token.key"
+        chmod 600 "$VAR/token.key"
+    fi
+    if [ ! -s "$VAR/platform.key" ]; then
+        echo "pk_platform_$(head -c 24 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=')" > "$VAR/platform.key"
+        chmod 600 "$VAR/platform.key"
+    fi
+    echo "parley_platform_key_sha256 $(tr -d '\n' < "$VAR/platform.key" | sha256sum | cut -d' ' -f1);" \
+        > "$VAR/platform.conf"
+}
+
 start_nginx() {
     local module=$repo/build/modules/ngx_parley_module.so pid
     mkdir -p "$VAR/tmp" "$VAR/log"
+    dev_secrets
     if pid=$(live_pid nginx "nginx: master"); then
         # a rebuilt module is picked up by a fresh start, not a reload
         [ "$module" -nt "$RUN/nginx.pid" ] || return 0
@@ -192,6 +207,7 @@ start)
             {
                 echo "PARLEY_BASE_URL=http://127.0.0.1:$NGINX_PORT"
                 echo "PARLEY_WS_URL=ws://127.0.0.1:$NGINX_PORT/v1/ws"
+                echo "PARLEY_PLATFORM_KEY=$(cat "$VAR/platform.key")"
                 grep -E '^PARLEY_(TENANT_ID|API_KEY)=' "$RUN/tenant.env"
             } > "$RUN/extra.env"
             write_env "$VAR/parley.env" "$RUN/extra.env"
