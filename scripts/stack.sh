@@ -20,7 +20,10 @@ shift 2
 case "$profile" in
 dev)  VAR=$repo/var;      DB_PORT=13306; REDIS_PORT=16379; KAFKA_PORT=19092
       SERVICES=(db redis kafka nginx) ;;
-test) VAR=$repo/var/test; DB_PORT=23306; REDIS_PORT=26379; KAFKA_PORT=29092
+test) # PARLEY_TEST_BASE moves every port (two test runs on one machine)
+      base=${PARLEY_TEST_BASE:-20000}
+      VAR=$repo/var/test; DB_PORT=$((base + 3306)); REDIS_PORT=$((base + 6379))
+      KAFKA_PORT=$((base + 9092))
       SERVICES=(db redis kafka) ;;
 *)    echo "stack: unknown profile \"$profile\"" >&2; exit 2 ;;
 esac
