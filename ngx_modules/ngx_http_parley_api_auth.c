@@ -624,3 +624,16 @@ ngx_http_parley_auth_valid_uid(ngx_str_t *uid)
                               &bad)
            == PARLEY_ROUTE_MATCH ? NGX_OK : NGX_ERROR;
 }
+
+
+/* The caller's token expiry (Unix seconds), 0 for API keys. */
+
+int64_t
+ngx_http_parley_api_auth_expiry(ngx_http_parley_api_req_t *ar)
+{
+    ngx_http_parley_auth_ctx_t  *ctx;
+
+    ctx = ar->auth_ctx;
+
+    return (ctx && ctx->claims.json) ? ctx->claims.exp : 0;
+}

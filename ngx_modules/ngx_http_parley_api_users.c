@@ -11,6 +11,7 @@
  *   POST   /v1/users/{uid}/reactivate     reactivate          (API key)
  *   POST   /v1/users/{uid}/tokens         issue a user token  (API key)
  *   POST   /v1/users/{uid}/tokens/revoke  revoke tokens       (API key)
+ *   GET    /v1/me                         who is calling      (key, user)
  */
 
 
@@ -81,6 +82,7 @@ static void ngx_http_parley_users_token_user(ngx_http_parley_api_req_t *ar,
 static void ngx_http_parley_users_revoke(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_users_revoked(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
+static void ngx_http_parley_users_me(ngx_http_parley_api_req_t *ar);
 static json_t *ngx_http_parley_users_row(MYSQL_ROW row, unsigned long *len);
 static ngx_http_parley_users_ctx_t *ngx_http_parley_users_ctx(
     ngx_http_parley_api_req_t *ar);
@@ -118,6 +120,9 @@ ngx_http_parley_api_route_t  ngx_http_parley_api_users_routes[] = {
 
     { NGX_HTTP_POST, "/v1/users/{uid}/tokens/revoke", NGX_PARLEY_AUTH_ADMIN,
       ngx_http_parley_users_revoke, "revokeUserTokens", 1 },
+
+    { NGX_HTTP_GET, "/v1/me", NGX_PARLEY_AUTH_ADMIN|NGX_PARLEY_AUTH_USER,
+      ngx_http_parley_users_me, "getCaller", 0 },
 
     { 0, NULL, 0, NULL, NULL, 0 }
 };
@@ -942,4 +947,43 @@ ngx_http_parley_users_revoked(ngx_http_parley_api_req_t *ar,
     }
 
     ngx_http_parley_api_reply(ar, NGX_HTTP_NO_CONTENT, NULL);
+}
+
+
+/*
+ * Who the credential belongs to, answered from the authentication alone
+ * (the token's signature and this worker's cached revocation state): the
+ * cheapest authenticated call, which clients use to check a token.
+ */
+
+static void
+ngx_http_parley_users_me(ngx_http_parley_api_req_t *ar)
+{
+    json_t   *body;
+    int64_t   exp;
+
+    body = json_pack("{s:o,s:s}",
+                     "tenant_id", ngx_http_parley_api_id_json(ar->tenant_id),
+                     "credential", ar->auth == NGX_PARLEY_AUTH_ADMIN
+                                   || ar->acting_admin ? "api_key"
+                                                       : "user_token");
+    if (body == NULL) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal", NULL, "out of memory");
+        return;
+    }
+
+    if (ar->user_id.len) {
+        json_object_set_new(body, "user_id",
+                            json_stringn((char *) ar->user_id.data,
+                                         ar->user_id.len));
+    }
+
+    exp = ngx_http_parley_api_auth_expiry(ar);
+
+    if (exp) {
+        json_object_set_new(body, "expires_at", json_integer(exp));
+    }
+
+    ngx_http_parley_api_reply(ar, NGX_HTTP_OK, body);
 }

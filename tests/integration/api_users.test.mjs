@@ -138,6 +138,9 @@ test('user tokens: issue, use, scope, revoke one, revoke all', async () => {
 
     const me = await user.get('/v1/users/tok');
     assert.equal(me.status, 200);
+    const who = await user.get('/v1/me');
+    assert.deepEqual(who.body, { tenant_id: tenant.id, user_id: 'tok', credential: 'user_token', expires_at: t.body.expires_at });
+    assert.deepEqual((await admin.get('/v1/me')).body, { tenant_id: tenant.id, credential: 'api_key' });
     assert.equal((await user.patch('/v1/users/tok', { name: 'Me' })).body.name, 'Me');
     assertError(await user.patch('/v1/users/tok2', { name: 'not me' }), 403, 'forbidden');
     assertError(await user.patch('/v1/users/tok', { role: 'admin' }), 403, 'forbidden', 'role');
