@@ -44,7 +44,7 @@ programs: $(PROGRAMS)
 
 $(BIN)/parley-devbroker: $(wildcard consumers/devbroker/*.c consumers/devbroker/*.h)
 	@mkdir -p $(BIN)
-	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ consumers/devbroker/*.c \
+	$(CC) -std=c11 -g -Wall -Wextra -Werror $(CFLAGS) -o $@ consumers/devbroker/*.c \
 	    $$(pkg-config --cflags --libs rdkafka) -ldl
 
 $(BIN)/parleyctl: $(wildcard consumers/parleyctl/*.c consumers/parleyctl/*.h) $(LIB_SRCS) $(LIB_HDRS)

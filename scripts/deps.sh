@@ -55,7 +55,8 @@ SRC
         apt-get update -qq
     fi
     mkdir -p build/src
-    (cd build/src && apt-get source -qq --download-only nginx=1.22.1-9+deb12u9 >/dev/null)
+    (cd build/src && apt-get source -qq --download-only nginx=1.22.1-9+deb12u9 >/dev/null 2>&1) \
+        || { echo "deps: apt-get source nginx=1.22.1-9+deb12u9 failed"; exit 1; }
 fi
 
 # npm packages used by the tests (independent validators and clients).
