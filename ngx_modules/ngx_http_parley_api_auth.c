@@ -49,11 +49,25 @@ typedef struct {
 } ngx_http_parley_user_entry_t;
 
 
+/* a verified Parley token, cached by its exact bytes */
+typedef struct {
+    uint64_t                   tenant_id;
+    int64_t                    iat;
+    int64_t                    exp;
+    size_t                     sub_len;
+    size_t                     jti_len;
+    u_char                     sub[128];
+    u_char                     jti[64];
+} ngx_http_parley_token_entry_t;
+
+
 typedef struct {
     u_char                     key[64 + 2];     /* "k:" + hash */
     size_t                     key_len;
     ngx_http_parley_api_handler_pt  done;
     parley_jwt_claims_t        claims;
+    int64_t                    iat;
+    int64_t                    exp;
     u_char                     ukey[200];
     size_t                     ukey_len;
 } ngx_http_parley_auth_ctx_t;
@@ -73,6 +87,8 @@ static void ngx_http_parley_auth_key_ok(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_key_entry_t *entry);
 static void ngx_http_parley_auth_token(ngx_http_parley_api_req_t *ar,
     ngx_str_t *cred);
+static void ngx_http_parley_auth_token_ok(ngx_http_parley_api_req_t *ar,
+    ngx_http_parley_token_entry_t *t);
 static void ngx_http_parley_auth_user_row(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_auth_user_ok(ngx_http_parley_api_req_t *ar,
@@ -371,10 +387,11 @@ ngx_http_parley_auth_token(ngx_http_parley_api_req_t *ar, ngx_str_t *cred)
     parley_jwt_policy_t           policy;
     parley_jwt_status_t           st;
     parley_jwt_keyset_t          *ks;
-    ngx_http_parley_auth_ctx_t   *ctx;
-    ngx_http_parley_user_entry_t  entry;
-    char                          aud[NGX_INT64_LEN + 1];
-    const char                   *audiences[1];
+    ngx_msec_t                     ttl;
+    ngx_http_parley_auth_ctx_t    *ctx;
+    ngx_http_parley_token_entry_t  cached;
+    char                           aud[NGX_INT64_LEN + 1];
+    const char                    *audiences[1];
 
     ctx = ar->auth_ctx;
 
@@ -382,6 +399,22 @@ ngx_http_parley_auth_token(ngx_http_parley_api_req_t *ar, ngx_str_t *cred)
         ngx_http_parley_api_fail(ar, NGX_HTTP_FORBIDDEN, "admin_required",
                                  NULL, "this endpoint needs the tenant's "
                                  "API key");
+        return;
+    }
+
+    /*
+     * A token this worker verified before is trusted until its expiry or
+     * the cache TTL, whichever comes first: the signature check and claim
+     * parsing are most of an authenticated request's cost.  Revocation is
+     * still looked up below, per request.
+     */
+    if (cred->len <= PARLEY_JWT_MAX_LEN
+        && ngx_http_parley_cache_get(ngx_http_parley_auth_cache, cred->data,
+                                     cred->len, &cached, sizeof(cached))
+           == NGX_OK
+        && cached.exp > (int64_t) ngx_time())
+    {
+        ngx_http_parley_auth_token_ok(ar, &cached);
         return;
     }
 
@@ -459,11 +492,58 @@ ngx_http_parley_auth_token(ngx_http_parley_api_req_t *ar, ngx_str_t *cred)
         return;
     }
 
-    ar->tenant_id = tenant_id;
+    ngx_memzero(&cached, sizeof(cached));
+    cached.tenant_id = tenant_id;
+    cached.iat = ctx->claims.iat;
+    cached.exp = ctx->claims.exp;
+    cached.sub_len = sub.len;
+    cached.jti_len = jti.len;
+    ngx_memcpy(cached.sub, sub.data, sub.len);
+    ngx_memcpy(cached.jti, jti.data, jti.len);
+
+    ttl = (ngx_msec_t) ngx_min((int64_t) ar->conf->cache_ttl,
+                               (cached.exp - (int64_t) ngx_time()) * 1000);
+
+    ngx_http_parley_cache_put(ngx_http_parley_auth_cache, cred->data,
+                              cred->len, &cached, sizeof(cached), ttl);
+
+    ngx_http_parley_auth_token_ok(ar, &cached);
+}
+
+
+/* a valid Parley token: is it revoked, is its user still active? */
+
+static void
+ngx_http_parley_auth_token_ok(ngx_http_parley_api_req_t *ar,
+    ngx_http_parley_token_entry_t *t)
+{
+    ngx_str_t                      sub, jti;
+    ngx_http_parley_auth_ctx_t    *ctx;
+    ngx_http_parley_user_entry_t   entry;
+
+    ctx = ar->auth_ctx;
+
+    sub.data = ngx_pnalloc(ar->pool, t->sub_len + t->jti_len);
+    if (sub.data == NULL) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal", NULL, "out of memory");
+        return;
+    }
+
+    ngx_memcpy(sub.data, t->sub, t->sub_len);
+    sub.len = t->sub_len;
+    jti.data = sub.data + sub.len;
+    ngx_memcpy(jti.data, t->jti, t->jti_len);
+    jti.len = t->jti_len;
+
+    ctx->iat = t->iat;
+    ctx->exp = t->exp;
+
+    ar->tenant_id = t->tenant_id;
     ar->user_id = sub;
 
     ctx->ukey_len = ngx_snprintf(ctx->ukey, sizeof(ctx->ukey), "u:%uL:%V:%V",
-                                 tenant_id, &jti, &sub)
+                                 t->tenant_id, &jti, &sub)
                     - ctx->ukey;
 
     if (ngx_http_parley_cache_get(ngx_http_parley_auth_cache, ctx->ukey,
@@ -479,7 +559,7 @@ ngx_http_parley_auth_token(ngx_http_parley_api_req_t *ar, ngx_str_t *cred)
         "EXISTS (SELECT 1 FROM revoked_tokens r WHERE r.tenant_id = %U "
         "AND r.jti = %L) FROM tenants t LEFT JOIN users u "
         "ON u.tenant_id = t.id AND u.user_id = %L WHERE t.id = %U",
-        tenant_id, &jti, &sub, tenant_id);
+        t->tenant_id, &jti, &sub, t->tenant_id);
 }
 
 
@@ -531,7 +611,7 @@ ngx_http_parley_auth_user_ok(ngx_http_parley_api_req_t *ar,
         return;
     }
 
-    if (entry->revoked || ctx->claims.iat < entry->token_epoch) {
+    if (entry->revoked || ctx->iat < entry->token_epoch) {
         ngx_http_parley_api_fail(ar, NGX_HTTP_UNAUTHORIZED, "token_revoked",
                                  NULL, "the token has been revoked");
         return;
@@ -635,5 +715,5 @@ ngx_http_parley_api_auth_expiry(ngx_http_parley_api_req_t *ar)
 
     ctx = ar->auth_ctx;
 
-    return (ctx && ctx->claims.json) ? ctx->claims.exp : 0;
+    return ctx ? ctx->exp : 0;
 }
