@@ -65,7 +65,7 @@ test('only GET and HEAD', async () => {
 // its timeout, while the single worker keeps serving other requests.
 async function checkHung(service, name, timeout) {
     await waitHealthy();
-    service.pause();
+    await service.pause();
     try {
         const pending = healthz();
         await sleep(50);

@@ -180,7 +180,16 @@ class Service {
         this.exit = new Promise((r) => c.on('exit', r));
         return c;
     }
-    pause() { this.child.kill('SIGSTOP'); }
+    // SIGSTOP takes effect thread by thread; a test may only proceed once
+    // every thread of the service has really stopped.
+    async pause() {
+        this.child.kill('SIGSTOP');
+        const dir = `/proc/${this.child.pid}/task`;
+        await waitFor(`${this.name} stopped`, () => fs.readdirSync(dir).every((t) => {
+            const stat = fs.readFileSync(`${dir}/${t}/stat`, 'utf8');
+            return /^\S+ \(.*\) [Tt] /.test(stat);
+        }), { timeout: 2000, interval: 5 });
+    }
     resume() { this.child.kill('SIGCONT'); }
     async kill() {
         if (!this.running) return;
