@@ -57,7 +57,7 @@ unit: $(UNIT_BINS)
 $(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(BUILD)/tests
 	$(CC) $(CFLAGS_COMMON) -O1 -fsanitize=address,undefined -o $@ $< $(LIB_SRCS) \
-	    -lcriterion -lcrypto -ljansson $$(pkg-config --cflags --libs libmariadb)
+	    -lcriterion -lcrypto -ljansson -lz $$(pkg-config --cflags --libs libmariadb)
 
 run: build
 	@scripts/stack.sh dev start

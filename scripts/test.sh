@@ -9,15 +9,19 @@ cd "$repo"
 
 started=$(date +%s)
 failed=()
+summary=$(mktemp)
 
-cleanup() { scripts/stack.sh test stop >/dev/null 2>&1 || true; }
+cleanup() {
+    scripts/stack.sh test stop >/dev/null 2>&1 || true
+    rm -f "$summary"
+}
 trap cleanup EXIT INT TERM
 
 echo "== unit tests (Criterion)"
 for t in build/tests/test_*; do
     [ -x "$t" ] || continue
     echo "-- $(basename "$t")"
-    "$t" --jobs 2 || failed+=("unit:$(basename "$t")")
+    "$t" --jobs 2 2> >(tee -a "$summary" >&2) || failed+=("unit:$(basename "$t")")
 done
 
 echo "== starting the test stack"
@@ -38,7 +42,8 @@ run_integration() {   # run_integration FLAVOR NGINX MODULE FILE...
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=0 \
     UBSAN_OPTIONS=print_stacktrace=1:suppressions=$repo/tests/sanitizer/ubsan.supp \
         node --test --test-concurrency=1 --test-timeout=300000 "$@" \
-        || failed+=("integration:$flavor")
+        | tee -a "$summary"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("integration:$flavor")
 }
 
 all_tests=(tests/integration/*.test.mjs)
@@ -55,6 +60,10 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh || failed+=("fuzz")
 echo "== done in $(( $(date +%s) - started ))s"
 if [ ${#failed[@]} -gt 0 ]; then
     echo "FAILED: ${failed[*]}"
-    exit 1
 fi
-echo "all test suites passed"
+# the closing line over every runner: Criterion's Synthesis and node's counts
+sleep 0.2   # let the tee of the last Criterion run finish
+awk '/Synthesis: Tested:/ { for (i = 1; i <= NF; i++) { if ($i == "Passing:") p += $(i+1); if ($i == "Failing:" || $i == "Crashing:") f += $(i+1) } }
+     /^# pass / { p += $3 } /^# fail / { f += $3 }
+     END { printf "tests: %d passed, %d failed\n", p, f }' "$summary"
+[ ${#failed[@]} -eq 0 ]
