@@ -2,6 +2,7 @@
 // private instance so that this file can kill, pause and restart them.
 
 import { test, before, after } from 'node:test';
+import fs from 'node:fs';
 import assert from 'node:assert/strict';
 import { startNginx, getJson, waitFor, sleep, Redis, MariaDB, Broker } from './lib/harness.mjs';
 
@@ -138,4 +139,22 @@ test('many concurrent health checks while redis is down all answer', async () =>
         await redis.start();
     }
     await waitHealthy();
+});
+
+test('repeated reloads: new workers reconnect every backend, old ones exit cleanly', async () => {
+    await waitHealthy();
+    const workers = () => fs.readFileSync(`/proc/${nginx.child.pid}/task/${nginx.child.pid}/children`, 'utf8')
+        .trim().split(/\s+/).filter(Boolean);
+    const before = workers();
+    for (let i = 0; i < 3; i++) {
+        nginx.reload();
+        await sleep(300);
+    }
+    const after = await waitFor('old workers gone', () => {
+        const now = workers();
+        return now.length === 1 && !before.includes(now[0]) ? now : null;
+    }, { timeout: 15000, interval: 100 });
+    assert.equal(after.length, 1);
+    const r = await waitHealthy();
+    for (const b of Object.values(r.body.backends)) assert.equal(b.state, 'up');
 });
