@@ -135,7 +135,8 @@ int parley_base64url_decode(const char *src, size_t len, unsigned char *dst,
         if (c[2] & 0x03) {
             return PARLEY_BASE64URL_EINVAL;
         }
-        v = (uint32_t) c[0] << 18 | (uint32_t) c[1] << 12 | (uint32_t) c[2] << 6;
+        v = (uint32_t) c[0] << 18 | (uint32_t) c[1] << 12
+            | (uint32_t) c[2] << 6;
         dst[o++] = (unsigned char) (v >> 16);
         dst[o++] = (unsigned char) (v >> 8);
     }

@@ -175,7 +175,9 @@ static int equal_nocase(const char *s, size_t len, const char *lit)
         return 0;
     }
     for (i = 0; i < len; i++) {
-        if (ascii_lower((unsigned char) s[i]) != ascii_lower((unsigned char) lit[i])) {
+        if (ascii_lower((unsigned char) s[i])
+            != ascii_lower((unsigned char) lit[i]))
+        {
             return 0;
         }
     }
@@ -361,6 +363,17 @@ void parley_jwt_keyset_free(parley_jwt_keyset_t *ks)
 size_t parley_jwt_keyset_count(const parley_jwt_keyset_t *ks)
 {
     return ks == NULL ? 0 : ks->n;
+}
+
+unsigned parley_jwt_keyset_algs(const parley_jwt_keyset_t *ks)
+{
+    unsigned algs = 0;
+    size_t   i;
+
+    for (i = 0; ks != NULL && i < ks->n; i++) {
+        algs |= (unsigned) ks->keys[i].alg;
+    }
+    return algs;
 }
 
 /* the key with this kid in keys[0..n), or NULL */

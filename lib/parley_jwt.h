@@ -52,7 +52,8 @@ typedef enum {
     PARLEY_JWT_ES256 = 1 << 2
 } parley_jwt_alg_t;
 
-#define PARLEY_JWT_ALGS_ALL (PARLEY_JWT_HS256 | PARLEY_JWT_RS256 | PARLEY_JWT_ES256)
+#define PARLEY_JWT_ALGS_ALL                                                    \
+    (PARLEY_JWT_HS256 | PARLEY_JWT_RS256 | PARLEY_JWT_ES256)
 
 /*
  * Results.  The machine names returned by parley_jwt_status_name() are
@@ -115,6 +116,13 @@ void parley_jwt_keyset_free(parley_jwt_keyset_t *ks);
 
 /* Number of keys in the set. */
 size_t parley_jwt_keyset_count(const parley_jwt_keyset_t *ks);
+
+/*
+ * Mask of the algorithms (parley_jwt_alg_t bits) the keys in the set serve;
+ * 0 for an empty set or NULL.  Lets a caller narrow a policy to what the set
+ * can verify, or report a configuration that can verify nothing.
+ */
+unsigned parley_jwt_keyset_algs(const parley_jwt_keyset_t *ks);
 
 /*
  * Kids: a kid given to add_pem/add_hmac or found in a JWKS is 1 to

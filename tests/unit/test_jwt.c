@@ -904,6 +904,7 @@ Test(jwt, jwks_with_several_keys_and_kid_selection)
     cr_assert_eq(parley_jwt_keyset_add_jwks(ks, jwks, strlen(jwks), &err),
                  PARLEY_JWT_OK, "%s", err.message);
     cr_assert_eq(parley_jwt_keyset_count(ks), 3, "r1, r2, e1 usable");
+    cr_assert_eq(parley_jwt_keyset_algs(ks), PARLEY_JWT_RS256 | PARLEY_JWT_ES256);
 
     t = make_token("{\"alg\":\"RS256\",\"kid\":\"r2\"}", cl, PARLEY_JWT_RS256, r2);
     expect(t, ks, PARLEY_JWT_ALGS_ALL, PARLEY_JWT_OK);
@@ -1173,8 +1174,10 @@ Test(jwt, hmac_secret_rules_and_keyset_capacity)
     cr_assert_eq(parley_jwt_keyset_add_hmac(ks, NULL, big, 64, &err),
                  PARLEY_JWT_ERR_KEYSET_FULL);
     cr_assert_eq(parley_jwt_keyset_count(ks), PARLEY_JWT_KEYSET_MAX);
+    cr_assert_eq(parley_jwt_keyset_algs(ks), PARLEY_JWT_HS256);
     parley_jwt_keyset_free(ks);
     parley_jwt_keyset_free(NULL);
+    cr_assert_eq(parley_jwt_keyset_algs(NULL), 0);
 }
 
 /* ------------------------------------------------------------------------ */
