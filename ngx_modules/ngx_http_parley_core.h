@@ -86,6 +86,8 @@ typedef struct {
     ngx_array_t               *properties;       /* ngx_keyval_t, NUL-term */
     ngx_msec_t                 timeout;          /* metadata / delivery */
     ngx_msec_t                 flush_timeout;    /* on worker exit */
+    ngx_str_t                  health_topic;     /* NUL-terminated, or
+                                                    empty: no heartbeat */
 } ngx_parley_kafka_conf_t;
 
 

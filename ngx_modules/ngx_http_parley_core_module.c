@@ -9,7 +9,8 @@
  *   parley_redis   <host:port> [roles=cache,session,pubsub] [password=..]
  *                  [db=N] [connect_timeout=T] [timeout=T]
  *                  [reconnect=MIN..MAX];
- *   parley_kafka   <host:port[,host:port...]> [timeout=T] [flush_timeout=T];
+ *   parley_kafka   <host:port[,host:port...]> [timeout=T] [flush_timeout=T]
+ *                  [health_topic=NAME];
  *   parley_kafka_property <librdkafka property> <value>;
  */
 
@@ -535,6 +536,23 @@ ngx_http_parley_core_kafka(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         if (key.len == 7 && ngx_strncmp(key.data, "timeout", 7) == 0) {
             if (ngx_http_parley_parse_msec(cf, cmd, &key, &val,
                                            &kafka->timeout)
+                != NGX_OK)
+            {
+                return NGX_CONF_ERROR;
+            }
+            continue;
+        }
+
+        if (key.len == 12 && ngx_strncmp(key.data, "health_topic", 12) == 0) {
+            if (val.len == 0 || val.len > 249) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid health_topic \"%V\" in \"%V\", "
+                                   "expected 1..249 characters", &val,
+                                   &cmd->name);
+                return NGX_CONF_ERROR;
+            }
+
+            if (ngx_http_parley_cstr(cf, &kafka->health_topic, &val)
                 != NGX_OK)
             {
                 return NGX_CONF_ERROR;

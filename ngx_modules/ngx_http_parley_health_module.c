@@ -51,6 +51,7 @@ struct ngx_http_parley_health_check_s {
     ngx_parley_db_conn_t      *db_conn;
     ngx_parley_redis_cmd_t    *redis_cmd;
     ngx_parley_kafka_op_t     *kafka_op;
+    u_char                     kafka_detail[64];
 };
 
 
@@ -84,6 +85,8 @@ static void ngx_http_parley_health_redis_reply(ngx_parley_redis_t *redis,
 static void ngx_http_parley_health_start_kafka(
     ngx_http_parley_health_check_t *hc, void *client);
 static void ngx_http_parley_health_kafka_done(ngx_int_t status,
+    const char *err, int32_t partition, int64_t offset, void *data);
+static void ngx_http_parley_health_kafka_delivered(ngx_int_t status,
     const char *err, int32_t partition, int64_t offset, void *data);
 static void ngx_http_parley_health_finish_check(
     ngx_http_parley_health_check_t *hc, ngx_uint_t up, const char *detail);
@@ -461,9 +464,69 @@ ngx_http_parley_health_kafka_done(ngx_int_t status, const char *err,
 {
     ngx_http_parley_health_check_t *hc = data;
 
+    u_char                            *p;
+    ngx_parley_kafka_conf_t           *kc;
+    ngx_http_parley_core_main_conf_t  *cmcf;
+
     hc->kafka_op = NULL;
 
-    ngx_http_parley_health_finish_check(hc, status == NGX_OK, err);
+    cmcf = ngx_http_get_module_main_conf(hc->ctx->request,
+                                         ngx_http_parley_core_module);
+    kc = cmcf->kafka;
+
+    if (status != NGX_OK || kc->health_topic.len == 0) {
+        ngx_http_parley_health_finish_check(hc, status == NGX_OK, err);
+        return;
+    }
+
+    /*
+     * With a heartbeat topic the check also proves the write path: one
+     * record, acknowledged by every in-sync replica (acks=all).
+     */
+    ngx_cpystrn(hc->kafka_detail, (u_char *) err, sizeof(hc->kafka_detail));
+
+    p = ngx_pnalloc(hc->ctx->request->pool, 64);
+    if (p == NULL) {
+        ngx_http_parley_health_finish_check(hc, 0, "out of memory");
+        return;
+    }
+
+    if (ngx_parley_kafka_produce(cmcf->kafka_client,
+                                 (const char *) kc->health_topic.data,
+                                 (u_char *) "healthz", 7, p,
+                                 ngx_sprintf(p, "{\"pid\":%P,\"ms\":%M}",
+                                             ngx_pid, ngx_current_msec) - p,
+                                 ngx_http_parley_health_kafka_delivered, hc,
+                                 &hc->kafka_op)
+        != NGX_OK)
+    {
+        hc->kafka_op = NULL;
+        ngx_http_parley_health_finish_check(hc, 0,
+                             ngx_parley_kafka_last_error(cmcf->kafka_client));
+    }
+}
+
+
+static void
+ngx_http_parley_health_kafka_delivered(ngx_int_t status, const char *err,
+    int32_t partition, int64_t offset, void *data)
+{
+    ngx_http_parley_health_check_t *hc = data;
+
+    u_char  detail[NGX_PARLEY_ERRLEN];
+
+    hc->kafka_op = NULL;
+
+    if (status != NGX_OK) {
+        ngx_http_parley_health_finish_check(hc, 0, err);
+        return;
+    }
+
+    ngx_snprintf(detail, sizeof(detail),
+                 "%s, heartbeat delivered to partition %D offset %L%Z",
+                 hc->kafka_detail, partition, offset);
+
+    ngx_http_parley_health_finish_check(hc, 1, (const char *) detail);
 }
 
 

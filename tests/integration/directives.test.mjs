@@ -30,6 +30,7 @@ const rejected = [
     ['parley_redis 127.0.0.1:6379 db=x;', /invalid db "x" in "parley_redis"/],
     ['parley_kafka 127.0.0.1:9092,broker;', /invalid address "broker" in "parley_kafka"/],
     ['parley_kafka 127.0.0.1:9092 timeout=0s;', /invalid timeout "0s" in "parley_kafka"/],
+    ['parley_kafka 127.0.0.1:9092 health_topic=;', /invalid health_topic "" in "parley_kafka"/],
     ['parley_kafka_property acks all;', /"parley_kafka_property" directive must follow "parley_kafka"/],
     ['parley_kafka 127.0.0.1:9092; parley_kafka_property no.such.property 1;',
         /invalid "parley_kafka_property" "no\.such\.property": No such configuration property/],
@@ -65,7 +66,7 @@ test('nginx -t accepts a full, well-formed configuration', () => {
     parley_db unix:/run/mysqld/mysqld.sock user=u password= database=d pool=4 queue=64 connect_timeout=1s timeout=3s reconnect=50ms..2s;
     parley_redis 127.0.0.1:6379 roles=cache,session password=secret db=2 timeout=250ms;
     parley_redis 127.0.0.1:6380 roles=pubsub;
-    parley_kafka 127.0.0.1:9092,127.0.0.1:9093 timeout=2s flush_timeout=1s;
+    parley_kafka 127.0.0.1:9092,127.0.0.1:9093 timeout=2s flush_timeout=1s health_topic=parley.health;
     parley_kafka_property linger.ms 5;
     parley_kafka_property compression.codec lz4;`,
         server: 'location = /healthz { parley_healthz; }',

@@ -21,7 +21,7 @@ before(async () => {
         http: `
     ${db.directive(`pool=2 connect_timeout=${DB_TIMEOUT}ms timeout=${DB_TIMEOUT}ms reconnect=50ms..300ms`)}
     parley_redis 127.0.0.1:${redis.port} timeout=${REDIS_TIMEOUT}ms connect_timeout=${REDIS_TIMEOUT}ms reconnect=50ms..300ms;
-    parley_kafka 127.0.0.1:${broker.port} timeout=${KAFKA_TIMEOUT}ms;`,
+    parley_kafka 127.0.0.1:${broker.port} timeout=${KAFKA_TIMEOUT}ms health_topic=parley.health;`,
         server: `
         location = /healthz { parley_healthz; }`,
     });
@@ -52,6 +52,15 @@ test('every backend up: 200 with a state and latency per backend', async () => {
         assert.ok(b.latency_ms >= 0 && b.latency_ms < 1000, `${name} latency ${b.latency_ms}`);
     }
     assert.equal(r.body.backends.db.address, `127.0.0.1:${db.port}`);
+    // the Kafka check proves the write path: a heartbeat acknowledged on the loop
+    assert.match(r.body.backends.kafka.detail, /^1 broker\(s\), heartbeat delivered to partition \d+ offset \d+$/);
+    const offsets = [];
+    for (let i = 0; i < 3; i++) {
+        const h = await healthz();
+        offsets.push(Number(/offset (\d+)/.exec(h.body.backends.kafka.detail)[1]));
+    }
+    // one key, so one partition: each heartbeat is the next record there
+    assert.ok(offsets.every((o, i) => i === 0 || o > offsets[i - 1]), `offsets ${offsets}`);
     assert.equal(r.body.backends['redis:all'].address, `127.0.0.1:${redis.port}`);
     assert.equal(r.headers.get('content-type'), 'application/json');
     assert.equal(r.headers.get('cache-control'), 'no-store');
