@@ -106,6 +106,9 @@ struct ngx_http_parley_api_req_s {
     ngx_http_parley_api_handler_pt   txn_start;  /* rerun on conflict */
     ngx_uint_t                       txn_attempts;
     void                            *data_next;  /* step after COMMIT */
+    ngx_uint_t                       fail_status; /* answer held back */
+    u_char                          *fail_body;   /* while a ROLLBACK */
+    size_t                           fail_len;    /* runs */
     unsigned                         in_txn:1;
     unsigned                         done:1;
     unsigned                         finalized:1;
@@ -133,6 +136,8 @@ void ngx_http_parley_api_reply(ngx_http_parley_api_req_t *ar,
  * Sends the one error shape:
  *   {"error":{"code":"...","message":"...","field":"...","retryable":b}}
  * field may be NULL.  message is a printf-style format (ngx_vslprintf).
+ * Inside a transaction the answer waits for a ROLLBACK, so that a refused
+ * change leaves nothing behind and the connection goes back to the pool.
  */
 void ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, const char *code, const char *field,

@@ -52,6 +52,8 @@ static ngx_int_t ngx_http_parley_api_parse_body(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_dispatch(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_cleanup(void *data);
 static void ngx_http_parley_api_finish(ngx_http_parley_api_req_t *ar);
+static void ngx_http_parley_api_rolled_back(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res);
 static ngx_int_t ngx_http_parley_api_send(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, u_char *data, size_t len);
 static void ngx_http_parley_api_run(ngx_http_parley_api_req_t *ar,
@@ -889,8 +891,34 @@ ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
                   &ar->request->method_name, &ar->request->uri, status, code,
                   mlen, msg);
 
+    if (ar->in_txn && ar->conn && !ar->finalized) {
+        ar->fail_status = status;
+        ar->fail_body = data;
+        ar->fail_len = p - data;
+        ar->in_txn = 0;
+        ngx_http_parley_api_sql_any(ar, ngx_http_parley_api_rolled_back,
+                                    "ROLLBACK");
+        return;
+    }
+
     ngx_http_parley_api_finish(ar);
     (void) ngx_http_parley_api_send(ar, status, data, p - data);
+}
+
+
+static void
+ngx_http_parley_api_rolled_back(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    if (res->status != NGX_OK) {
+        /* the session is in doubt: let the pool replace it */
+        ngx_parley_db_release(ar->conn, 1);
+        ar->conn = NULL;
+    }
+
+    ngx_http_parley_api_finish(ar);
+    (void) ngx_http_parley_api_send(ar, ar->fail_status, ar->fail_body,
+                                    ar->fail_len);
 }
 
 

@@ -114,6 +114,8 @@ export async function startNginx(opts = {}) {
     const port = opts.port || await freePort();
     const dir = tmpDir(opts.name || 'nginx');
     fs.mkdirSync(path.join(dir, 'tmp'));
+    // workers run as nobody: large request bodies go to this directory
+    fs.chmodSync(path.join(dir, 'tmp'), 0o777);
     const conf = path.join(dir, 'nginx.conf');
     fs.writeFileSync(conf, nginxConf({ port, dir, ...opts }));
     const errorLog = path.join(dir, 'error.log');
@@ -293,12 +295,16 @@ export function tokenKeyFile() {
     return file;
 }
 
+let nodeIds = Math.floor(Math.random() * 62);
+
 export async function startApi(opts = {}) {
     const env = stackEnv();
+    // every instance mints ids as its own node, as every node of a deployment
+    nodeIds = (nodeIds + 1) % 62;
     return startNginx({
         name: opts.name || 'api',
         workers: opts.workers || 1,
-        main: 'thread_pool parley threads=1;',
+        main: `thread_pool parley threads=1;\nparley_node_id ${opts.nodeId ?? nodeIds};\n${opts.main || ''}`,
         http: `
     parley_db 127.0.0.1:${env.PARLEY_DB_PORT} user=${env.PARLEY_DB_USER} password=${env.PARLEY_DB_PASSWORD} database=${env.PARLEY_DB_NAME} pool=${opts.pool || 4} timeout=${opts.dbTimeout || '3s'};
     parley_redis 127.0.0.1:${env.PARLEY_REDIS_PORT};
