@@ -10,6 +10,7 @@ out=$repo/build/modules
 if [ ! -f "$tree/objs/Makefile" ] || [ "$repo/config" -nt "$tree/objs/Makefile" ] \
    || [ "$0" -nt "$tree/objs/Makefile" ]; then
     rm -rf "$tree"
+    mkdir -p "$(dirname "$tree")"
     cp -r /usr/share/nginx/src "$tree"
     # shellcheck disable=SC1091
     . "$tree/conf_flags"
