@@ -22,6 +22,7 @@
 #include <openssl/crypto.h>
 
 #include "ngx_http_parley_api.h"
+#include "ngx_http_parley_api_access.h"
 #include "ngx_http_parley_api_json.h"
 #include "parley_base64url.h"
 #include "parley_jwt.h"
@@ -40,6 +41,12 @@ typedef struct {
     int64_t                    expires_in;
     ngx_str_t                  jti;
     ngx_uint_t                 erase_messages;
+
+    /* erasure: the conversations the user leaves, one at a time */
+    uint64_t                  *cids;
+    ngx_uint_t                 ncids;
+    ngx_uint_t                 next_cid;
+    ngx_http_parley_event_t    ev;
 } ngx_http_parley_users_ctx_t;
 
 
@@ -61,6 +68,14 @@ static void ngx_http_parley_users_erase_txn(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_users_erase_blocks(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_users_erase_members(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res);
+static void ngx_http_parley_users_erase_listed(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res);
+static void ngx_http_parley_users_erase_leave(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res);
+static void ngx_http_parley_users_erase_left(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res);
+static void ngx_http_parley_users_erase_counted(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_users_erase_messages(
     ngx_http_parley_api_req_t *ar, ngx_parley_db_result_t *res);
@@ -619,16 +634,103 @@ ngx_http_parley_users_erase_blocks(ngx_http_parley_api_req_t *ar,
 }
 
 
+/*
+ * The erased user leaves each conversation as a member would: under the
+ * conversation's lock, with a member.left event, member_count kept exact
+ * and left_event set, so that sync and member lists agree.  A group whose
+ * owner is erased keeps no owner; the tenant's API key can transfer it.
+ */
+
 static void
 ngx_http_parley_users_erase_members(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
     ngx_http_parley_users_ctx_t  *ctx = ar->data;
 
-    ngx_http_parley_api_sql(ar, ngx_http_parley_users_erase_messages,
-        "UPDATE members SET state = 'left', updated_at = UTC_TIMESTAMP(3) "
-        "WHERE tenant_id = %U AND user_id = %L AND state = 'active'",
+    ngx_http_parley_api_sql(ar, ngx_http_parley_users_erase_listed,
+        "SELECT conversation_id FROM members WHERE tenant_id = %U "
+        "AND user_id = %L AND state = 'active' ORDER BY conversation_id "
+        "FOR UPDATE",
         ar->tenant_id, &ctx->uid);
+}
+
+
+static void
+ngx_http_parley_users_erase_listed(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    MYSQL_ROW                     row;
+    ngx_uint_t                    n;
+    ngx_http_parley_users_ctx_t  *ctx = ar->data;
+
+    n = res->res ? (ngx_uint_t) mysql_num_rows(res->res) : 0;
+
+    ctx->cids = ngx_palloc(ar->pool, (n + 1) * sizeof(uint64_t));
+    if (ctx->cids == NULL) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal", NULL, "out of memory");
+        return;
+    }
+
+    ctx->ncids = 0;
+    ctx->next_cid = 0;
+
+    while (res->res && (row = mysql_fetch_row(res->res))) {
+        ctx->cids[ctx->ncids++] = ngx_http_parley_api_col_u64(row, 0);
+    }
+
+    ngx_http_parley_users_erase_leave(ar, res);
+}
+
+
+static void
+ngx_http_parley_users_erase_leave(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    ngx_http_parley_users_ctx_t  *ctx = ar->data;
+
+    if (ctx->next_cid == ctx->ncids) {
+        ngx_http_parley_users_erase_messages(ar, res);
+        return;
+    }
+
+    ngx_memzero(&ctx->ev, sizeof(ngx_http_parley_event_t));
+    ctx->ev.conversation_id = ctx->cids[ctx->next_cid];
+    ctx->ev.type = "member.left";
+    ctx->ev.subject = ctx->uid;
+    ctx->ev.payload = json_pack("{s:s}", "reason", "user_deleted");
+
+    ngx_http_parley_api_event(ar, ngx_http_parley_users_erase_left, &ctx->ev);
+}
+
+
+static void
+ngx_http_parley_users_erase_left(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    ngx_http_parley_users_ctx_t  *ctx = ar->data;
+
+    ngx_http_parley_api_sql(ar, ngx_http_parley_users_erase_counted,
+        "UPDATE members SET state = 'left', left_event = %U, "
+        "updated_at = UTC_TIMESTAMP(3) WHERE tenant_id = %U "
+        "AND conversation_id = %U AND user_id = %L AND state = 'active'",
+        ctx->ev.event_seq, ar->tenant_id, ctx->ev.conversation_id,
+        &ctx->uid);
+}
+
+
+static void
+ngx_http_parley_users_erase_counted(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    ngx_http_parley_users_ctx_t  *ctx = ar->data;
+
+    ctx->next_cid++;
+
+    ngx_http_parley_api_sql(ar, ngx_http_parley_users_erase_leave,
+        "UPDATE conversations SET member_count = member_count - 1 "
+        "WHERE tenant_id = %U AND id = %U AND member_count > 0",
+        ar->tenant_id, ctx->ev.conversation_id);
 }
 
 

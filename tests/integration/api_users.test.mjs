@@ -208,3 +208,29 @@ test('deactivate, reactivate, erase', async () => {
     assertError(await admin.post('/v1/users', { user_id: 'gone' }), 409, 'user_exists');
     assertError(await admin.del('/v1/users/x?erase_messages=maybe'), 400, 'invalid_parameter', 'erase_messages');
 });
+
+test('erasure leaves conversations like a member and keeps history readable', async () => {
+    for (const id of ['era-owner', 'era-gone', 'era-gone2']) await admin.post('/v1/users', { user_id: id });
+    const owner = admin.as({ user: 'era-owner' });
+    const g = await owner.post('/v1/conversations', { type: 'group', name: 'era', members: ['era-gone', 'era-gone2'] });
+    assert.equal(g.status, 201, JSON.stringify(g.body));
+    assert.equal(g.body.member_count, 3);
+    const cid = g.body.id;
+    const m1 = await admin.as({ user: 'era-gone' }).post(`/v1/conversations/${cid}/messages`, { client_id: 'e1', text: 'keep me' });
+    const m2 = await admin.as({ user: 'era-gone2' }).post(`/v1/conversations/${cid}/messages`, { client_id: 'e2', text: 'erase me' });
+    assert.equal(m1.status, 201, JSON.stringify(m1.body));
+
+    assert.equal((await admin.del('/v1/users/era-gone')).status, 204);
+    assert.equal((await admin.del('/v1/users/era-gone2?erase_messages=true')).status, 204);
+
+    const conv = await owner.get(`/v1/conversations/${cid}`);
+    assert.equal(conv.body.member_count, 1, 'both erased users left');
+    const members = await owner.get(`/v1/conversations/${cid}/members`);
+    assert.deepEqual(members.body.members.map((m) => m.user_id), ['era-owner']);
+    const kept = await owner.get(`/v1/conversations/${cid}/messages/${m1.body.seq}`);
+    assert.equal(kept.body.text, 'keep me', 'other members still read the history');
+    assert.equal(kept.body.sender_id, 'era-gone');
+    const erased = await owner.get(`/v1/conversations/${cid}/messages/${m2.body.seq}`);
+    assert.equal(erased.body.text, null);
+    assert.notEqual(erased.body.deleted_at, null);
+});
