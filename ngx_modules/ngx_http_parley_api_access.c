@@ -169,8 +169,8 @@ ngx_http_parley_api_event(ngx_http_parley_api_req_t *ar,
     ar->event = ev;
 
     ngx_http_parley_api_sql(ar, ngx_http_parley_api_event_advanced,
-        "UPDATE conversations SET event_seq = event_seq + 1, "
-        "updated_at = UTC_TIMESTAMP(3) WHERE tenant_id = %U AND id = %U",
+        "UPDATE conversations SET event_seq = event_seq + 1 "
+        "WHERE tenant_id = %U AND id = %U",
         ar->tenant_id, ev->conversation_id);
 }
 

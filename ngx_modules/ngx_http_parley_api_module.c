@@ -536,6 +536,7 @@ ngx_http_parley_api_handler(ngx_http_request_t *r)
             && r->headers_in.content_type->value.data[16] != ';'
             && r->headers_in.content_type->value.data[16] != ' '))
     {
+        (void) ngx_http_discard_request_body(r);
         ngx_http_parley_api_fail(ar, NGX_HTTP_UNSUPPORTED_MEDIA_TYPE,
                                  "unsupported_media_type", NULL,
                                  "the body must be application/json");
@@ -543,6 +544,9 @@ ngx_http_parley_api_handler(ngx_http_request_t *r)
     }
 
     if (r->headers_in.content_length_n > (off_t) ar->conf->max_body) {
+        /* no keepalive: the body is not worth reading */
+        r->keepalive = 0;
+        (void) ngx_http_discard_request_body(r);
         ngx_http_parley_api_fail(ar, NGX_HTTP_REQUEST_ENTITY_TOO_LARGE,
                                  "body_too_large", NULL,
                                  "the body is larger than %uz bytes",
@@ -615,6 +619,8 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
             ar->route = route;
 
             if (rc == PARLEY_ROUTE_BAD_PARAM) {
+                (void) ngx_http_discard_request_body(r);
+
                 name = ngx_pnalloc(r->pool, ar->params[bad].name_len + 1);
                 if (name == NULL) {
                     return NGX_ERROR;
@@ -636,6 +642,9 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
             return NGX_OK;
         }
     }
+
+    /* the body of a refused request must not be read as the next request */
+    (void) ngx_http_discard_request_body(r);
 
     if (path_matched) {
         ngx_http_parley_api_fail(ar, NGX_HTTP_NOT_ALLOWED,
