@@ -50,7 +50,7 @@ $(BIN)/parley-devbroker: $(wildcard consumers/devbroker/*.c consumers/devbroker/
 $(BIN)/parleyctl: $(wildcard consumers/parleyctl/*.c consumers/parleyctl/*.h) $(LIB_SRCS) $(LIB_HDRS)
 	@mkdir -p $(BIN)
 	$(CC) $(CFLAGS_COMMON) $(CFLAGS) -o $@ consumers/parleyctl/*.c $(LIB_SRCS) \
-	    $$(pkg-config --cflags --libs libmariadb libcrypto jansson)
+	    $$(pkg-config --cflags --libs libmariadb libcrypto jansson) -lz
 
 unit: $(UNIT_BINS)
 

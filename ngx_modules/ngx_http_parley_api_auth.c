@@ -27,6 +27,7 @@
 
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_cache.h"
+#include "ngx_http_parley_api_idp.h"
 #include "parley_apikey.h"
 #include "parley_id.h"
 #include "parley_jwt.h"
@@ -427,12 +428,18 @@ ngx_http_parley_auth_token(ngx_http_parley_api_req_t *ar, ngx_str_t *cred)
         return;
     }
 
-    if (header.kid_len <= sizeof(NGX_PARLEY_KID_PREFIX) - 1
+    if (header.kid_len < sizeof(NGX_PARLEY_KID_PREFIX) - 1
         || ngx_strncmp(header.kid, NGX_PARLEY_KID_PREFIX,
-                       sizeof(NGX_PARLEY_KID_PREFIX) - 1) != 0
-        || parley_id_parse(header.kid + sizeof(NGX_PARLEY_KID_PREFIX) - 1,
-                           header.kid_len - (sizeof(NGX_PARLEY_KID_PREFIX) - 1),
-                           &tenant_id) != 0)
+                       sizeof(NGX_PARLEY_KID_PREFIX) - 1) != 0)
+    {
+        /* not Parley's: the tenant's identity provider may have issued it */
+        ngx_http_parley_api_idp_verify(ar, cred, &header, ctx->done);
+        return;
+    }
+
+    if (parley_id_parse(header.kid + sizeof(NGX_PARLEY_KID_PREFIX) - 1,
+                        header.kid_len - (sizeof(NGX_PARLEY_KID_PREFIX) - 1),
+                        &tenant_id) != 0)
     {
         ngx_http_parley_api_fail(ar, NGX_HTTP_UNAUTHORIZED,
                                  "token_key_unknown", NULL,

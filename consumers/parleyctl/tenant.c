@@ -1,5 +1,6 @@
 /*
- * parleyctl tenant / apikey: tenants and their admin API keys.
+ * parleyctl tenant / apikey: tenants and their admin API keys (create,
+ * list, suspend, activate, delete; create, list, revoke).
  *
  * A key is printed once, on stdout, as a shell assignment; the database
  * keeps only its SHA-256 and its 11-character prefix.  Human-readable
@@ -411,6 +412,249 @@ static int tenant_list(int argc, char **argv)
     return PARLEYCTL_OK;
 }
 
+/*
+ * tenant suspend / activate: a suspended tenant's keys and tokens are
+ * refused (403 tenant_suspended) once the API workers' credential caches
+ * expire (parley_api_cache_ttl).  Setting the status it already has is a
+ * success that changes nothing.
+ */
+static int tenant_set_status(const char *cmd, const char *status, int argc,
+                             char **argv)
+{
+    const char     *tenant = NULL;
+    char            current[17] = "";
+    parleyctl_sql_t sql;
+    uint64_t        tenant_id = 0;
+    MYSQL          *db;
+    int             rc, found;
+    parleyctl_opt_t opts[] = {
+        { "--tenant", &tenant, NULL },
+        { NULL, NULL, NULL },
+    };
+
+    rc = parleyctl_opts(cmd, argc, argv, opts);
+    if (rc != 0) {
+        return rc < 0 ? PARLEYCTL_OK : rc;
+    }
+    if ((rc = parse_tenant_id(tenant, &tenant_id)) != 0) {
+        return rc;
+    }
+
+    db = parleyctl_connect(0);
+    if (db == NULL) {
+        return PARLEYCTL_FAIL;
+    }
+
+    found = find_tenant(db, NULL, &tenant_id, current);
+    if (found <= 0) {
+        mysql_close(db);
+        return found < 0 ? PARLEYCTL_FAIL
+                         : parleyctl_fail("no tenant with id %s", tenant);
+    }
+
+    if (strcmp(current, status) == 0) {
+        mysql_close(db);
+        fprintf(stderr, "parleyctl: tenant %s is already %s\n", tenant,
+                status);
+        return PARLEYCTL_OK;
+    }
+
+    parleyctl_sql_init(&sql, db);
+    parleyctl_sql_raw(&sql, "UPDATE tenants SET status = ");
+    parleyctl_sql_str(&sql, status, strlen(status));
+    parleyctl_sql_raw(&sql, ", updated_at = UTC_TIMESTAMP(3) WHERE id = ");
+    parleyctl_sql_u64(&sql, tenant_id);
+
+    rc = parleyctl_exec(db, sql.data, sql.len, cmd) != 0 ? PARLEYCTL_FAIL
+                                                         : PARLEYCTL_OK;
+    parleyctl_sql_free(&sql);
+    mysql_close(db);
+
+    if (rc == PARLEYCTL_OK) {
+        printf("tenant %s %s\n", tenant, status);
+    }
+    return rc;
+}
+
+/* a table name from information_schema, safe to put between backquotes */
+static int plain_identifier(const char *s)
+{
+    size_t i, len = strlen(s);
+
+    if (len == 0 || len > 64) {
+        return 0;
+    }
+    for (i = 0; i < len; i++) {
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')
+              || (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+        {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+#define DELETE_BATCH     1000
+#define DELETE_TABLES    256
+#define GRACE_DEFAULT    "5"
+#define GRACE_MAX        3600
+
+/*
+ * tenant delete: the same steps as DELETE /v1/platform/tenants/{tid}.
+ * Suspend, wait --grace seconds (the API's parley_api_cache_ttl, default
+ * 5 s) so that no new request of the tenant starts, delete its rows from
+ * every table with a tenant_id column in batches of DELETE_BATCH (each
+ * statement its own small transaction: TiDB limits transaction size), then
+ * the tenant row.  Stopped half-way, it can be run again.
+ */
+static int tenant_delete(int argc, char **argv)
+{
+    static const char tables_sql[] =
+        "SELECT c.TABLE_NAME FROM information_schema.COLUMNS c"
+        " JOIN information_schema.TABLES t ON t.TABLE_SCHEMA = c.TABLE_SCHEMA"
+        " AND t.TABLE_NAME = c.TABLE_NAME WHERE c.TABLE_SCHEMA = DATABASE()"
+        " AND c.COLUMN_NAME = 'tenant_id' AND t.TABLE_TYPE = 'BASE TABLE'"
+        " AND c.TABLE_NAME <> 'tenants'"
+        " ORDER BY c.TABLE_NAME <> 'tenant_api_keys', c.TABLE_NAME = 'outbox',"
+        " c.TABLE_NAME";
+    const char     *tenant = NULL, *grace = GRACE_DEFAULT;
+    char            status[17] = "", num[PARLEY_ID_DEC_SIZE];
+    char           *tables[DELETE_TABLES];
+    size_t          ntables = 0, i;
+    parleyctl_sql_t sql;
+    uint64_t        tenant_id = 0, wait_s = 0, rows = 0, n;
+    MYSQL_RES      *res;
+    MYSQL_ROW       row;
+    MYSQL          *db;
+    int             rc, found;
+    struct timespec ts;
+    parleyctl_opt_t opts[] = {
+        { "--tenant", &tenant, NULL },
+        { "--grace", &grace, NULL },
+        { NULL, NULL, NULL },
+    };
+
+    rc = parleyctl_opts("tenant delete", argc, argv, opts);
+    if (rc != 0) {
+        return rc < 0 ? PARLEYCTL_OK : rc;
+    }
+    if ((rc = parse_tenant_id(tenant, &tenant_id)) != 0) {
+        return rc;
+    }
+    if (parley_id_parse(grace, strlen(grace), &wait_s) != 0
+        || wait_s > GRACE_MAX)
+    {
+        return parleyctl_usage_error("--grace takes seconds, 0..%d, not "
+                                     "\"%s\"",
+                                     GRACE_MAX, grace);
+    }
+
+    db = parleyctl_connect(0);
+    if (db == NULL) {
+        return PARLEYCTL_FAIL;
+    }
+
+    parleyctl_sql_init(&sql, db);
+    rc = PARLEYCTL_FAIL;
+
+    found = find_tenant(db, NULL, &tenant_id, status);
+    if (found <= 0) {
+        if (found == 0) {
+            parleyctl_fail("no tenant with id %s", tenant);
+        }
+        goto done;
+    }
+
+    if (strcmp(status, "suspended") != 0) {
+        parleyctl_sql_raw(&sql, "UPDATE tenants SET status = 'suspended', "
+                                "updated_at = UTC_TIMESTAMP(3) WHERE id = ");
+        parleyctl_sql_u64(&sql, tenant_id);
+        if (parleyctl_exec(db, sql.data, sql.len, "suspend the tenant") != 0) {
+            goto done;
+        }
+        fprintf(stderr, "parleyctl: tenant %s suspended\n", tenant);
+    }
+
+    if (wait_s) {
+        fprintf(stderr,
+                "parleyctl: waiting %" PRIu64 " s for the API caches to "
+                "drop its credentials\n",
+                wait_s);
+        ts.tv_sec = (time_t) wait_s;
+        ts.tv_nsec = 0;
+        while (nanosleep(&ts, &ts) != 0) { /* EINTR: sleep the rest */
+        }
+    }
+
+    res = parleyctl_select(db, tables_sql, "list the tenant's tables");
+    if (res == NULL) {
+        goto done;
+    }
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        if (row[0] == NULL || !plain_identifier(row[0])
+            || ntables == DELETE_TABLES)
+        {
+            mysql_free_result(res);
+            parleyctl_fail("cannot clear table \"%s\"",
+                           row[0] ? row[0] : "");
+            goto free_tables;
+        }
+        tables[ntables] = parleyctl_alloc(strlen(row[0]) + 1);
+        memcpy(tables[ntables], row[0], strlen(row[0]) + 1);
+        ntables++;
+    }
+    mysql_free_result(res);
+
+    for (i = 0; i < ntables; i++) {
+        do {
+            parleyctl_sql_reset(&sql);
+            parleyctl_sql_raw(&sql, "DELETE FROM `");
+            parleyctl_sql_raw(&sql, tables[i]);
+            parleyctl_sql_raw(&sql, "` WHERE tenant_id = ");
+            parleyctl_sql_u64(&sql, tenant_id);
+            if (strcmp(tables[i], "outbox") == 0) {
+                /* once deleted, the outbox holds the API's tenant.deleted */
+                parleyctl_sql_raw(&sql, " AND EXISTS (SELECT 1 FROM tenants "
+                                        "WHERE id = ");
+                parleyctl_sql_u64(&sql, tenant_id);
+                parleyctl_sql_raw(&sql, ")");
+            }
+            parleyctl_sql_raw(&sql, " LIMIT ");
+            parleyctl_sql_u64(&sql, DELETE_BATCH);
+
+            if (parleyctl_exec(db, sql.data, sql.len, tables[i]) != 0) {
+                fprintf(stderr,
+                        "parleyctl: tenant %s is suspended and partly "
+                        "deleted; run tenant delete again\n",
+                        tenant);
+                goto free_tables;
+            }
+            n = mysql_affected_rows(db);
+            rows += n;
+        } while (n == DELETE_BATCH);
+    }
+
+    parleyctl_sql_reset(&sql);
+    parleyctl_sql_raw(&sql, "DELETE FROM tenants WHERE id = ");
+    parleyctl_sql_u64(&sql, tenant_id);
+    if (parleyctl_exec(db, sql.data, sql.len, "delete the tenant") != 0) {
+        goto free_tables;
+    }
+
+    parley_id_format(tenant_id, num);
+    printf("deleted tenant %s and %" PRIu64 " rows of its data\n", num, rows);
+    rc = PARLEYCTL_OK;
+
+free_tables:
+    for (i = 0; i < ntables; i++) {
+        free(tables[i]);
+    }
+done:
+    parleyctl_sql_free(&sql);
+    mysql_close(db);
+    return rc;
+}
+
 int parleyctl_tenant(int argc, char **argv)
 {
     if (argc > 0 && strcmp(argv[0], "create") == 0) {
@@ -419,11 +663,23 @@ int parleyctl_tenant(int argc, char **argv)
     if (argc > 0 && strcmp(argv[0], "list") == 0) {
         return tenant_list(argc - 1, argv + 1);
     }
+    if (argc > 0 && strcmp(argv[0], "suspend") == 0) {
+        return tenant_set_status("tenant suspend", "suspended", argc - 1,
+                                 argv + 1);
+    }
+    if (argc > 0 && strcmp(argv[0], "activate") == 0) {
+        return tenant_set_status("tenant activate", "active", argc - 1,
+                                 argv + 1);
+    }
+    if (argc > 0 && strcmp(argv[0], "delete") == 0) {
+        return tenant_delete(argc - 1, argv + 1);
+    }
     if (argc > 0 && (strcmp(argv[0], "--help") == 0)) {
         parleyctl_print_usage(stdout);
         return PARLEYCTL_OK;
     }
-    return parleyctl_usage_error("tenant: expected \"create\" or \"list\"");
+    return parleyctl_usage_error("tenant: expected \"create\", \"list\", "
+                                 "\"suspend\", \"activate\" or \"delete\"");
 }
 
 static int apikey_create(int argc, char **argv)
@@ -591,6 +847,68 @@ done:
     return rc;
 }
 
+/* apikey list: a tenant's keys by prefix, never their hashes */
+static int apikey_list(int argc, char **argv)
+{
+    const char     *tenant = NULL;
+    char            status[17] = "";
+    parleyctl_sql_t sql;
+    uint64_t        tenant_id = 0;
+    MYSQL_RES      *res;
+    MYSQL_ROW       row;
+    MYSQL          *db;
+    int             rc, found;
+    parleyctl_opt_t opts[] = {
+        { "--tenant", &tenant, NULL },
+        { NULL, NULL, NULL },
+    };
+
+    rc = parleyctl_opts("apikey list", argc, argv, opts);
+    if (rc != 0) {
+        return rc < 0 ? PARLEYCTL_OK : rc;
+    }
+    if ((rc = parse_tenant_id(tenant, &tenant_id)) != 0) {
+        return rc;
+    }
+
+    db = parleyctl_connect(0);
+    if (db == NULL) {
+        return PARLEYCTL_FAIL;
+    }
+
+    found = find_tenant(db, NULL, &tenant_id, status);
+    if (found <= 0) {
+        mysql_close(db);
+        return found < 0 ? PARLEYCTL_FAIL
+                         : parleyctl_fail("no tenant with id %s", tenant);
+    }
+
+    parleyctl_sql_init(&sql, db);
+    parleyctl_sql_raw(&sql, "SELECT key_prefix, created_at,"
+                            " COALESCE(revoked_at, '-'), label"
+                            " FROM tenant_api_keys WHERE tenant_id = ");
+    parleyctl_sql_u64(&sql, tenant_id);
+    parleyctl_sql_raw(&sql, " ORDER BY id");
+
+    res = parleyctl_select(db, sql.data, "apikey list");
+    parleyctl_sql_free(&sql);
+    if (res == NULL) {
+        mysql_close(db);
+        return PARLEYCTL_FAIL;
+    }
+
+    /* the label last: it is the only column of unbounded display width */
+    printf("%-11s  %-23s  %-23s  %s\n", "PREFIX", "CREATED (UTC)",
+           "REVOKED (UTC)", "LABEL");
+    while ((row = mysql_fetch_row(res)) != NULL) {
+        printf("%-11s  %-23s  %-23s  %s\n", row[0], row[1], row[2], row[3]);
+    }
+
+    mysql_free_result(res);
+    mysql_close(db);
+    return PARLEYCTL_OK;
+}
+
 int parleyctl_apikey(int argc, char **argv)
 {
     if (argc > 0 && strcmp(argv[0], "create") == 0) {
@@ -599,9 +917,13 @@ int parleyctl_apikey(int argc, char **argv)
     if (argc > 0 && strcmp(argv[0], "revoke") == 0) {
         return apikey_revoke(argc - 1, argv + 1);
     }
+    if (argc > 0 && strcmp(argv[0], "list") == 0) {
+        return apikey_list(argc - 1, argv + 1);
+    }
     if (argc > 0 && (strcmp(argv[0], "--help") == 0)) {
         parleyctl_print_usage(stdout);
         return PARLEYCTL_OK;
     }
-    return parleyctl_usage_error("apikey: expected \"create\" or \"revoke\"");
+    return parleyctl_usage_error("apikey: expected \"create\", \"revoke\" "
+                                 "or \"list\"");
 }

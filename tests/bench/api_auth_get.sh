@@ -14,7 +14,7 @@ conns=${2:-32}
 set -a; . var/test/stack.env; set +a
 
 dir=$(mktemp -d "$repo/var/test/bench-XXXXXX")
-port=$(( 30000 + RANDOM % 20000 ))
+port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 head -c 48 /dev/urandom > "$dir/token.key"
 mkdir -p "$dir/tmp"
 cat > "$dir/nginx.conf" <<CONF
