@@ -238,6 +238,8 @@ void ngx_http_parley_api_auth_cleanup(ngx_http_parley_api_req_t *ar);
 
 /* The caller's token expiry (Unix seconds), 0 for API keys. */
 int64_t ngx_http_parley_api_auth_expiry(ngx_http_parley_api_req_t *ar);
+void ngx_http_parley_api_auth_set_token(ngx_http_parley_api_req_t *ar,
+    int64_t iat, int64_t exp);
 
 /* Drops this worker's cached token state of the calling user. */
 void ngx_http_parley_api_auth_forget(ngx_http_parley_api_req_t *ar);

@@ -724,3 +724,20 @@ ngx_http_parley_api_auth_expiry(ngx_http_parley_api_req_t *ar)
 
     return ctx ? ctx->exp : 0;
 }
+
+
+/* For identity-provider tokens, verified in ngx_http_parley_api_idp.c. */
+
+void
+ngx_http_parley_api_auth_set_token(ngx_http_parley_api_req_t *ar, int64_t iat,
+    int64_t exp)
+{
+    ngx_http_parley_auth_ctx_t  *ctx;
+
+    ctx = ar->auth_ctx;
+
+    if (ctx) {
+        ctx->iat = iat;
+        ctx->exp = exp;
+    }
+}

@@ -1491,6 +1491,7 @@ ngx_http_parley_idp_check(ngx_http_parley_api_req_t *ar,
                                    : (u_char *) "";
     ctx->has_iat = (claims.present & PARLEY_JWT_CLAIM_IAT) != 0;
     ctx->iat = claims.iat;
+    ngx_http_parley_api_auth_set_token(ar, claims.iat, claims.exp);
 
     if (ctx->sub.data == NULL || ctx->jti.data == NULL) {
         parley_jwt_claims_free(&claims);
