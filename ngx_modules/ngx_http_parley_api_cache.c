@@ -14,7 +14,7 @@
 
 
 typedef struct {
-    ngx_rbtree_node_t          node;       /* key: crc32 of the key */
+    ngx_rbtree_node_t          node;       /* key: murmur2 of the key */
     ngx_queue_t                queue;      /* age order, newest at head */
     ngx_msec_t                 expires;
     size_t                     key_len;
@@ -62,7 +62,7 @@ ngx_http_parley_cache_get(ngx_http_parley_cache_t *cache, u_char *key,
 {
     ngx_http_parley_cache_entry_t  *e;
 
-    e = ngx_http_parley_cache_find(cache, key, len, ngx_crc32_long(key, len));
+    e = ngx_http_parley_cache_find(cache, key, len, ngx_murmur_hash2(key, len));
     if (e == NULL) {
         return NGX_DECLINED;
     }
@@ -88,7 +88,7 @@ ngx_http_parley_cache_put(ngx_http_parley_cache_t *cache, u_char *key,
     ngx_queue_t                    *q;
     ngx_http_parley_cache_entry_t  *e;
 
-    hash = ngx_crc32_long(key, len);
+    hash = ngx_murmur_hash2(key, len);
 
     e = ngx_http_parley_cache_find(cache, key, len, hash);
     if (e) {
@@ -126,7 +126,7 @@ ngx_http_parley_cache_delete(ngx_http_parley_cache_t *cache, u_char *key,
 {
     ngx_http_parley_cache_entry_t  *e;
 
-    e = ngx_http_parley_cache_find(cache, key, len, ngx_crc32_long(key, len));
+    e = ngx_http_parley_cache_find(cache, key, len, ngx_murmur_hash2(key, len));
     if (e) {
         ngx_http_parley_cache_remove(cache, e);
     }
