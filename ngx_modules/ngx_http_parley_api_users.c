@@ -79,6 +79,8 @@ static void ngx_http_parley_users_erase_counted(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_users_erase_messages(
     ngx_http_parley_api_req_t *ar, ngx_parley_db_result_t *res);
+static void ngx_http_parley_users_erase_reactions(
+    ngx_http_parley_api_req_t *ar, ngx_parley_db_result_t *res);
 static void ngx_http_parley_users_changed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_users_announce(ngx_http_parley_api_req_t *ar,
@@ -745,10 +747,28 @@ ngx_http_parley_users_erase_messages(ngx_http_parley_api_req_t *ar,
         return;
     }
 
-    ngx_http_parley_api_sql(ar, ngx_http_parley_users_announce,
+    ngx_http_parley_api_sql(ar, ngx_http_parley_users_erase_reactions,
         "UPDATE messages SET text = NULL, metadata = NULL, attachment = NULL, "
-        "mentions = NULL, deleted_at = UTC_TIMESTAMP(3) "
+        "mentions = NULL, reactions = NULL, deleted_at = UTC_TIMESTAMP(3) "
         "WHERE tenant_id = %U AND sender_id = %L AND deleted_at IS NULL",
+        ar->tenant_id, &ctx->uid);
+}
+
+
+/* tombstones carry no reactions, as when a message is deleted */
+
+static void
+ngx_http_parley_users_erase_reactions(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    ngx_http_parley_users_ctx_t  *ctx = ar->data;
+
+    ngx_http_parley_api_sql(ar, ngx_http_parley_users_announce,
+        "DELETE r FROM reactions r JOIN messages m "
+        "ON m.tenant_id = r.tenant_id AND m.conversation_id = "
+        "r.conversation_id AND m.seq = r.seq "
+        "WHERE m.tenant_id = %U AND m.sender_id = %L "
+        "AND m.deleted_at IS NOT NULL",
         ar->tenant_id, &ctx->uid);
 }
 
