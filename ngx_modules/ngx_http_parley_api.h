@@ -128,7 +128,10 @@ extern ngx_module_t  ngx_http_parley_api_module;
 
 /* ---- answers ------------------------------------------------------- */
 
-/* Sends body (a reference is stolen) with status and ends the request. */
+/*
+ * Sends body (a reference is stolen) with status and ends the request.  An
+ * answer given inside a transaction abandons it: it is rolled back first.
+ */
 void ngx_http_parley_api_reply(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, json_t *body);
 
@@ -140,6 +143,15 @@ void ngx_http_parley_api_reply(ngx_http_parley_api_req_t *ar,
  * change leaves nothing behind and the connection goes back to the pool.
  */
 void ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar,
+    ngx_uint_t status, const char *code, const char *field,
+    const char *fmt, ...);
+
+void ngx_http_parley_api_vfail(ngx_http_parley_api_req_t *ar,
+    ngx_uint_t status, const char *code, const char *field,
+    const char *fmt, va_list args);
+
+/* As _fail, except that 204 is an idempotent no-op answered with no body. */
+void ngx_http_parley_api_refuse(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, const char *code, const char *field,
     const char *fmt, ...);
 

@@ -108,11 +108,8 @@ const char *ngx_http_parley_api_u64_text(ngx_http_parley_api_req_t *ar,
  * The membership engine (ngx_http_parley_api_members.c), shared by
  * conversation creation and the member endpoints: admit users (one event
  * each), keep member_count and the event sequence in step, refuse with a
- * rollback.
+ * rollback (ngx_http_parley_api_refuse).
  */
-void ngx_http_parley_api_members_refuse(ngx_http_parley_api_req_t *ar,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...);
 void ngx_http_parley_api_members_admit(ngx_http_parley_api_req_t *ar,
     uint64_t cid, uint64_t last_seq, uint64_t *event_seq, uint64_t *count,
     ngx_str_t *uids, ngx_uint_t n, u_char *outcome, const char *field,

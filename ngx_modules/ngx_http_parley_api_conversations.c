@@ -1133,7 +1133,7 @@ ngx_http_parley_conv_update_access(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_conv_ctx_t  *ctx = ar->data;
 
     if (!ngx_http_parley_api_role_at_least(&ctx->acc, NGX_PARLEY_ROLE_ADMIN)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", NULL,
                                            "updating a conversation needs "
                                            "the admin role");
@@ -1148,7 +1148,7 @@ ngx_http_parley_conv_update_access(ngx_http_parley_api_req_t *ar,
     meta = json_object_get(ar->body, "metadata");
 
     if (access.data && ctx->acc.direct) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "direct_conversation", "access",
                                            "a direct conversation stays "
                                            "private");
@@ -1161,7 +1161,7 @@ ngx_http_parley_conv_update_access(ngx_http_parley_api_req_t *ar,
                   : (ngx_strcmp(ctx->acc.access_mode, "password") == 0);
 
     if (password.data && !to_password) {
-        ngx_http_parley_api_members_refuse(ar, 422, "invalid_value",
+        ngx_http_parley_api_refuse(ar, 422, "invalid_value",
                                            "password",
                                            "a password is only for access "
                                            "\"password\"");
@@ -1171,7 +1171,7 @@ ngx_http_parley_conv_update_access(ngx_http_parley_api_req_t *ar,
     if (to_password && password.data == NULL
         && ngx_strcmp(ctx->acc.access_mode, "password") != 0)
     {
-        ngx_http_parley_api_members_refuse(ar, 422, "missing_field",
+        ngx_http_parley_api_refuse(ar, 422, "missing_field",
                                            "password",
                                            "access \"password\" needs a "
                                            "password");
@@ -1273,7 +1273,7 @@ ngx_http_parley_conv_delete_access(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_conv_ctx_t  *ctx = ar->data;
 
     if (!ngx_http_parley_api_role_at_least(&ctx->acc, NGX_PARLEY_ROLE_OWNER)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", NULL,
                                            "only the owner deletes a "
                                            "conversation");
@@ -1348,7 +1348,7 @@ ngx_http_parley_conv_join_allowed(ngx_http_parley_api_req_t *ar)
     ngx_http_parley_conv_ctx_t  *ctx = ar->data;
 
     if (ctx->acc.direct) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "direct_conversation", "cid",
                                            "a direct conversation cannot be "
                                            "joined");
@@ -1360,14 +1360,14 @@ ngx_http_parley_conv_join_allowed(ngx_http_parley_api_req_t *ar)
     }
 
     if (ctx->acc.state == NGX_PARLEY_STATE_BANNED) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN, "banned",
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "banned",
                                            "cid", "you are banned from this "
                                            "conversation");
         return NGX_ERROR;
     }
 
     if (ngx_strcmp(ctx->acc.access_mode, "private") == 0) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "private_conversation", "cid",
                                            "a private group is joined by "
                                            "invitation only");
@@ -1525,7 +1525,7 @@ ngx_http_parley_conv_leave_access(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_conv_ctx_t  *ctx = ar->data;
 
     if (ctx->acc.direct) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "direct_conversation", "cid",
                                            "a direct conversation cannot be "
                                            "left");
@@ -1533,14 +1533,14 @@ ngx_http_parley_conv_leave_access(ngx_http_parley_api_req_t *ar,
     }
 
     if (!ngx_http_parley_api_is_member(&ctx->acc)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "not_member", "cid",
                                            "you are not a member");
         return;
     }
 
     if (ctx->acc.role == NGX_PARLEY_ROLE_OWNER && ctx->acc.member_count > 1) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "owner_must_transfer", "cid",
                                            "the owner transfers ownership "
                                            "before leaving");
@@ -1635,7 +1635,7 @@ ngx_http_parley_conv_transfer_access(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_conv_ctx_t  *ctx = ar->data;
 
     if (ctx->acc.direct) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "direct_conversation", "cid",
                                            "a direct conversation has no "
                                            "owner");
@@ -1643,7 +1643,7 @@ ngx_http_parley_conv_transfer_access(ngx_http_parley_api_req_t *ar,
     }
 
     if (!ngx_http_parley_api_role_at_least(&ctx->acc, NGX_PARLEY_ROLE_OWNER)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", NULL,
                                            "only the owner transfers "
                                            "ownership");
@@ -1696,7 +1696,7 @@ ngx_http_parley_conv_transfer_target(ngx_http_parley_api_req_t *ar,
     }
 
     if (!found) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_NOT_FOUND,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                            "member_not_found", "user_id",
                                            "\"%V\" is not a member",
                                            &ctx->target);
@@ -1704,7 +1704,7 @@ ngx_http_parley_conv_transfer_target(ngx_http_parley_api_req_t *ar,
     }
 
     if (owner) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "already_owner", "user_id",
                                            "\"%V\" is the owner already",
                                            &ctx->target);

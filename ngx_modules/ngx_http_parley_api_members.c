@@ -113,7 +113,7 @@ typedef struct {
 
 
 /* the engine, used by ngx_http_parley_api_conversations.c as well */
-void ngx_http_parley_api_members_refuse(ngx_http_parley_api_req_t *ar,
+void ngx_http_parley_api_refuse(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, const char *code, const char *field,
     const char *fmt, ...);
 void ngx_http_parley_api_members_admit(ngx_http_parley_api_req_t *ar,
@@ -126,8 +126,6 @@ void ngx_http_parley_api_members_sync(ngx_http_parley_api_req_t *ar,
 ngx_int_t ngx_http_parley_api_members_ids(ngx_http_parley_api_req_t *ar,
     json_t *array, ngx_str_t **uids, ngx_uint_t *n, u_char **outcome);
 
-static void ngx_http_parley_members_refused(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res);
 static void ngx_http_parley_members_admit_next(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_members_admit_user(ngx_http_parley_api_req_t *ar,
@@ -234,61 +232,6 @@ static const ngx_http_parley_field_t  ngx_http_parley_members_role_fields[] = {
 /* ---- the engine ---------------------------------------------------- */
 
 /*
- * Answers an error; inside a transaction it rolls back first, so that the
- * connection goes back to the pool clean instead of being closed.  The
- * message is formatted at once: its arguments may be gone by then.
- */
-
-void
-ngx_http_parley_api_members_refuse(ngx_http_parley_api_req_t *ar,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...)
-{
-    u_char                        *last;
-    va_list                        args;
-    ngx_http_parley_members_op_t  *op;
-
-    op = ngx_pcalloc(ar->pool, sizeof(ngx_http_parley_members_op_t));
-    if (op == NULL) {
-        ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                 "internal", NULL, "out of memory");
-        return;
-    }
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(op->msg, op->msg + sizeof(op->msg), fmt, args);
-    va_end(args);
-
-    op->msg_len = last - op->msg;
-    op->status = status;
-    op->code = code;
-    op->efield = field;
-
-    if (!ar->in_txn) {
-        ngx_http_parley_api_fail(ar, status, code, field, "%*s",
-                                 op->msg_len, op->msg);
-        return;
-    }
-
-    ar->event = &op->ev;
-    ngx_http_parley_api_rollback(ar, ngx_http_parley_members_refused);
-}
-
-
-static void
-ngx_http_parley_members_refused(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res)
-{
-    ngx_http_parley_members_op_t  *op;
-
-    op = (ngx_http_parley_members_op_t *) ar->event;
-
-    ngx_http_parley_api_fail(ar, op->status, op->code, op->efield, "%*s",
-                             op->msg_len, op->msg);
-}
-
-
-/*
  * Inside a transaction that holds the conversation's row lock: makes each
  * of uids[0..n) an active member with role, one event of type (member.added
  * or member.joined) each, numbered from *event_seq + 1 on (*event_seq ends
@@ -369,14 +312,14 @@ ngx_http_parley_members_admit_user(ngx_http_parley_api_req_t *ar,
     row = res->res ? mysql_fetch_row(res->res) : NULL;
 
     if (row == NULL || ngx_strcmp(row[0], "deleted") == 0) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_NOT_FOUND,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                            "user_not_found", op->field,
                                            "no user \"%V\"", uid);
         return;
     }
 
     if (ngx_strcmp(row[0], "active") != 0) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "user_inactive", op->field,
                                            "user \"%V\" is deactivated", uid);
         return;
@@ -389,7 +332,7 @@ ngx_http_parley_members_admit_user(ngx_http_parley_api_req_t *ar,
     }
 
     if (row[1] && ngx_strcmp(row[1], "banned") == 0) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "user_banned", op->field,
                                            "user \"%V\" is banned from this "
                                            "conversation: unban first", uid);
@@ -470,7 +413,7 @@ ngx_http_parley_api_members_sync(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_members_op_t  *op;
 
     if (growing && count > ar->conf->max_members) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "too_many_members", NULL,
                                            "a conversation holds at most %ui "
                                            "members", ar->conf->max_members);
@@ -797,7 +740,7 @@ ngx_http_parley_members_add_access(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_members_ctx_t  *ctx = ar->data;
 
     if (ctx->acc.direct) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "direct_conversation", NULL,
                                            "a direct conversation never "
                                            "gains members");
@@ -808,7 +751,7 @@ ngx_http_parley_members_add_access(ngx_http_parley_api_req_t *ar,
            ? NGX_PARLEY_ROLE_MODERATOR : NGX_PARLEY_ROLE_ADMIN;
 
     if (!ngx_http_parley_api_role_at_least(&ctx->acc, need)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", NULL,
                                            "adding members here needs the "
                                            "%s role", need
@@ -825,7 +768,7 @@ ngx_http_parley_members_add_access(ngx_http_parley_api_req_t *ar,
             && !ngx_http_parley_api_role_at_least(&ctx->acc,
                                                   NGX_PARLEY_ROLE_OWNER)))
     {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", "role",
                                            "your role cannot grant \"%s\"",
                                            ctx->role);
@@ -976,7 +919,7 @@ ngx_http_parley_members_act_access(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_members_ctx_t  *ctx = ar->data;
 
     if (ctx->acc.direct) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                            "direct_conversation", NULL,
                                            "the members of a direct "
                                            "conversation do not change");
@@ -987,7 +930,7 @@ ngx_http_parley_members_act_access(ngx_http_parley_api_req_t *ar,
                                                  : NGX_PARLEY_ROLE_MODERATOR;
 
     if (!ngx_http_parley_api_role_at_least(&ctx->acc, need)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", NULL,
                                            "this needs the %s role",
                                            ngx_http_parley_api_role_name(
@@ -1019,7 +962,7 @@ ngx_http_parley_members_act_target(ngx_http_parley_api_req_t *ar,
     row = res->res ? mysql_fetch_row(res->res) : NULL;
 
     if (row == NULL || ngx_strcmp(row[0], "deleted") == 0) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_NOT_FOUND,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                            "user_not_found", "uid",
                                            "no user \"%V\"", &ctx->target);
         return;
@@ -1043,7 +986,7 @@ ngx_http_parley_members_act_target(ngx_http_parley_api_req_t *ar,
     case NGX_PARLEY_MEMBER_KICK:
     case NGX_PARLEY_MEMBER_ROLE:
         if (!active) {
-            ngx_http_parley_api_members_refuse(ar, NGX_HTTP_NOT_FOUND,
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                                "member_not_found", "uid",
                                                "\"%V\" is not a member",
                                                &ctx->target);
@@ -1061,7 +1004,7 @@ ngx_http_parley_members_act_target(ngx_http_parley_api_req_t *ar,
 
     default: /* NGX_PARLEY_MEMBER_UNBAN */
         if (ctx->target_state != NGX_PARLEY_STATE_BANNED) {
-            ngx_http_parley_api_members_refuse(ar, NGX_HTTP_NOT_FOUND,
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                                "ban_not_found", "uid",
                                                "\"%V\" is not banned",
                                                &ctx->target);
@@ -1071,7 +1014,7 @@ ngx_http_parley_members_act_target(ngx_http_parley_api_req_t *ar,
     }
 
     if (role == NGX_PARLEY_ROLE_OWNER) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", "uid",
                                            "nobody acts on the owner; the "
                                            "owner may transfer ownership");
@@ -1084,7 +1027,7 @@ ngx_http_parley_members_act_target(ngx_http_parley_api_req_t *ar,
              || role == NGX_PARLEY_ROLE_ADMIN)
             && !ngx_http_parley_api_role_at_least(acc, NGX_PARLEY_ROLE_OWNER))
         {
-            ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                                "forbidden", "role",
                                                "only the owner makes or "
                                                "unmakes admins");
@@ -1097,7 +1040,7 @@ ngx_http_parley_members_act_target(ngx_http_parley_api_req_t *ar,
         }
 
     } else if (!ngx_http_parley_members_outranks(acc, role)) {
-        ngx_http_parley_api_members_refuse(ar, NGX_HTTP_FORBIDDEN,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN,
                                            "forbidden", "uid",
                                            "a %s cannot act on a %s",
                                            ngx_http_parley_api_role_name(

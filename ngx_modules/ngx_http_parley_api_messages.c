@@ -91,11 +91,6 @@ typedef struct {
 static ngx_http_parley_msg_ctx_t *ngx_http_parley_msg_ctx(
     ngx_http_parley_api_req_t *ar, ngx_uint_t nseq);
 static void ngx_http_parley_msg_cleanup(void *data);
-static void ngx_http_parley_msg_abort(ngx_http_parley_api_req_t *ar,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...);
-static void ngx_http_parley_msg_aborted(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res);
 static ngx_int_t ngx_http_parley_msg_member(ngx_http_parley_api_req_t *ar,
     ngx_uint_t admin_ok);
 static ngx_int_t ngx_http_parley_msg_arg_seq(ngx_http_parley_api_req_t *ar,
@@ -323,55 +318,6 @@ ngx_http_parley_msg_cleanup(void *data)
 
 
 /*
- * Refuses inside or outside a transaction: an open one is rolled back
- * first, keeping the connection (a plain _fail would abandon it).
- */
-
-static void
-ngx_http_parley_msg_abort(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
-    const char *code, const char *field, const char *fmt, ...)
-{
-    u_char                     *last;
-    va_list                     args;
-    ngx_http_parley_msg_ctx_t  *ctx = ar->data;
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(ctx->err_msg, ctx->err_msg + sizeof(ctx->err_msg) - 1,
-                         fmt, args);
-    va_end(args);
-    *last = '\0';
-
-    ctx->err_status = status;
-    ctx->err_code = code;
-    ctx->err_field = field;
-
-    if (ar->in_txn) {
-        ngx_http_parley_api_rollback(ar, ngx_http_parley_msg_aborted);
-        return;
-    }
-
-    ngx_http_parley_msg_aborted(ar, NULL);
-}
-
-
-static void
-ngx_http_parley_msg_aborted(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res)
-{
-    ngx_http_parley_msg_ctx_t  *ctx = ar->data;
-
-    if (ctx->err_status == NGX_HTTP_NO_CONTENT) {
-        /* an idempotent no-op: nothing to change, nothing to say */
-        ngx_http_parley_api_reply(ar, NGX_HTTP_NO_CONTENT, NULL);
-        return;
-    }
-
-    ngx_http_parley_api_fail(ar, ctx->err_status, ctx->err_code,
-                             ctx->err_field, "%s", ctx->err_msg);
-}
-
-
-/*
  * The caller may read (admin_ok: the tenant's API key too) the loaded
  * conversation: NGX_OK, or NGX_ERROR once refused.  Past members are
  * refused: history is for active members (docs/api/messages.md).
@@ -387,14 +333,14 @@ ngx_http_parley_msg_member(ngx_http_parley_api_req_t *ar, ngx_uint_t admin_ok)
     }
 
     if (ctx->acc.state == NGX_PARLEY_STATE_BANNED) {
-        ngx_http_parley_msg_abort(ar, NGX_HTTP_FORBIDDEN, "banned", NULL,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "banned", NULL,
                                   "you are banned from conversation %uL",
                                   ctx->cid);
         return NGX_ERROR;
     }
 
     if (!ngx_http_parley_api_is_member(&ctx->acc)) {
-        ngx_http_parley_msg_abort(ar, NGX_HTTP_FORBIDDEN, "not_member", NULL,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_member", NULL,
                                   "you are not a member of conversation %uL",
                                   ctx->cid);
         return NGX_ERROR;
@@ -976,7 +922,7 @@ ngx_http_parley_msg_send_advanced(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_msg_ctx_t  *ctx = ar->data;
 
     if (res->affected_rows == 0) {
-        ngx_http_parley_msg_abort(ar, NGX_HTTP_NOT_FOUND,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                   "conversation_not_found", "cid",
                                   "no conversation %uL", ctx->cid);
         return;
@@ -999,7 +945,7 @@ ngx_http_parley_msg_send_numbered(ngx_http_parley_api_req_t *ar,
     row = res->res ? mysql_fetch_row(res->res) : NULL;
 
     if (row == NULL) {
-        ngx_http_parley_msg_abort(ar, NGX_HTTP_NOT_FOUND,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                   "conversation_not_found", "cid",
                                   "no conversation %uL", ctx->cid);
         return;
@@ -1031,7 +977,7 @@ ngx_http_parley_msg_send_member(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_msg_ctx_t  *ctx = ar->data;
 
     if (res->affected_rows == 0) {
-        ngx_http_parley_msg_abort(ar, NGX_HTTP_FORBIDDEN, "not_member", NULL,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_member", NULL,
                                   "you are not a member of conversation %uL",
                                   ctx->cid);
         return;
@@ -1059,7 +1005,7 @@ ngx_http_parley_msg_send_insert(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_msg_ctx_t  *ctx = ar->data;
 
     if (ctx->parent_seq && res->affected_rows == 0) {
-        ngx_http_parley_msg_abort(ar, 422, "parent_deleted", "parent_seq",
+        ngx_http_parley_api_refuse(ar, 422, "parent_deleted", "parent_seq",
                                   "message %uL is deleted", ctx->parent_seq);
         return;
     }
@@ -1853,7 +1799,7 @@ ngx_http_parley_msg_change_row(ngx_http_parley_api_req_t *ar,
     row = res->res ? mysql_fetch_row(res->res) : NULL;
 
     if (row == NULL) {
-        ngx_http_parley_msg_abort(ar, NGX_HTTP_NOT_FOUND, "message_not_found",
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND, "message_not_found",
                                   "seq", "no message %uL in conversation %uL",
                                   ctx->seq, ctx->cid);
         return;
@@ -1865,14 +1811,14 @@ ngx_http_parley_msg_change_row(ngx_http_parley_api_req_t *ar,
 
     if (ctx->change == NGX_PARLEY_CHANGE_EDIT) {
         if (!own && !ctx->acc.tenant_admin) {
-            ngx_http_parley_msg_abort(ar, NGX_HTTP_FORBIDDEN, "not_sender",
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_sender",
                                       NULL, "only the sender may edit a "
                                       "message");
             return;
         }
 
         if (row[1]) {
-            ngx_http_parley_msg_abort(ar, NGX_HTTP_CONFLICT,
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                       "message_deleted", "seq",
                                       "message %uL is deleted", ctx->seq);
             return;
@@ -1882,7 +1828,7 @@ ngx_http_parley_msg_change_row(ngx_http_parley_api_req_t *ar,
         if (!own && !ngx_http_parley_api_role_at_least(&ctx->acc,
                                                 NGX_PARLEY_ROLE_MODERATOR))
         {
-            ngx_http_parley_msg_abort(ar, NGX_HTTP_FORBIDDEN, "not_allowed",
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_allowed",
                                       NULL, "only the sender or a moderator "
                                       "may delete a message");
             return;
@@ -1890,7 +1836,7 @@ ngx_http_parley_msg_change_row(ngx_http_parley_api_req_t *ar,
 
         if (row[1]) {
             /* deleting twice is a no-op: no second event */
-            ngx_http_parley_msg_abort(ar, NGX_HTTP_NO_CONTENT, "", NULL, "");
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_NO_CONTENT, "", NULL, "");
             return;
         }
     }

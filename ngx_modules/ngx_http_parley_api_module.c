@@ -52,6 +52,8 @@ static ngx_int_t ngx_http_parley_api_parse_body(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_dispatch(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_cleanup(void *data);
 static void ngx_http_parley_api_finish(ngx_http_parley_api_req_t *ar);
+static void ngx_http_parley_api_answer(ngx_http_parley_api_req_t *ar,
+    ngx_uint_t status, u_char *data, size_t len);
 static void ngx_http_parley_api_rolled_back(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static ngx_int_t ngx_http_parley_api_send(ngx_http_parley_api_req_t *ar,
@@ -842,8 +844,7 @@ ngx_http_parley_api_reply(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
         json_decref(body);
     }
 
-    ngx_http_parley_api_finish(ar);
-    (void) ngx_http_parley_api_send(ar, status, data, len);
+    ngx_http_parley_api_answer(ar, status, data, len);
 }
 
 
@@ -851,18 +852,49 @@ void
 ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
     const char *code, const char *field, const char *fmt, ...)
 {
+    va_list  args;
+
+    va_start(args, fmt);
+    ngx_http_parley_api_vfail(ar, status, code, field, fmt, args);
+    va_end(args);
+}
+
+
+/*
+ * A refusal that may also be an idempotent no-op: 204 answers with no body,
+ * anything else is an error; either way an open transaction is rolled back.
+ */
+
+void
+ngx_http_parley_api_refuse(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
+    const char *code, const char *field, const char *fmt, ...)
+{
+    va_list  args;
+
+    if (status == NGX_HTTP_NO_CONTENT) {
+        ngx_http_parley_api_reply(ar, NGX_HTTP_NO_CONTENT, NULL);
+        return;
+    }
+
+    va_start(args, fmt);
+    ngx_http_parley_api_vfail(ar, status, code, field, fmt, args);
+    va_end(args);
+}
+
+
+void
+ngx_http_parley_api_vfail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
+    const char *code, const char *field, const char *fmt, va_list args)
+{
     u_char      msg[512], *last, *data, *p;
     size_t      len, mlen, flen;
-    va_list     args;
     ngx_uint_t  level;
 
     if (ar->done) {
         return;
     }
 
-    va_start(args, fmt);
     last = ngx_vslprintf(msg, msg + sizeof(msg), fmt, args);
-    va_end(args);
 
     mlen = last - msg;
     flen = field ? ngx_strlen(field) : 0;
@@ -900,10 +932,20 @@ ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
                   &ar->request->method_name, &ar->request->uri, status, code,
                   mlen, msg);
 
+    ngx_http_parley_api_answer(ar, status, data, p - data);
+}
+
+
+/* Answers; an open transaction is rolled back first (see the header). */
+
+static void
+ngx_http_parley_api_answer(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
+    u_char *data, size_t len)
+{
     if (ar->in_txn && ar->conn && !ar->finalized) {
         ar->fail_status = status;
         ar->fail_body = data;
-        ar->fail_len = p - data;
+        ar->fail_len = len;
         ar->in_txn = 0;
         ngx_http_parley_api_sql_any(ar, ngx_http_parley_api_rolled_back,
                                     "ROLLBACK");
@@ -911,7 +953,7 @@ ngx_http_parley_api_fail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
     }
 
     ngx_http_parley_api_finish(ar);
-    (void) ngx_http_parley_api_send(ar, status, data, p - data);
+    (void) ngx_http_parley_api_send(ar, status, data, len);
 }
 
 

@@ -56,11 +56,6 @@ typedef struct {
 static ngx_http_parley_react_ctx_t *ngx_http_parley_react_ctx(
     ngx_http_parley_api_req_t *ar, ngx_uint_t emoji);
 static void ngx_http_parley_react_cleanup(void *data);
-static void ngx_http_parley_react_abort(ngx_http_parley_api_req_t *ar,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...);
-static void ngx_http_parley_react_aborted(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res);
 static ngx_int_t ngx_http_parley_react_member(ngx_http_parley_api_req_t *ar);
 static ngx_int_t ngx_http_parley_react_counts(ngx_http_parley_api_req_t *ar,
     MYSQL_ROW row, unsigned long *len, unsigned i);
@@ -201,51 +196,6 @@ ngx_http_parley_react_cleanup(void *data)
 }
 
 
-/* as in the messages file: roll an open transaction back, then answer */
-
-static void
-ngx_http_parley_react_abort(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
-    const char *code, const char *field, const char *fmt, ...)
-{
-    u_char                       *last;
-    va_list                       args;
-    ngx_http_parley_react_ctx_t  *ctx = ar->data;
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(ctx->err_msg, ctx->err_msg + sizeof(ctx->err_msg) - 1,
-                         fmt, args);
-    va_end(args);
-    *last = '\0';
-
-    ctx->err_status = status;
-    ctx->err_code = code;
-    ctx->err_field = field;
-
-    if (ar->in_txn) {
-        ngx_http_parley_api_rollback(ar, ngx_http_parley_react_aborted);
-        return;
-    }
-
-    ngx_http_parley_react_aborted(ar, NULL);
-}
-
-
-static void
-ngx_http_parley_react_aborted(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res)
-{
-    ngx_http_parley_react_ctx_t  *ctx = ar->data;
-
-    if (ctx->err_status == NGX_HTTP_NO_CONTENT) {
-        ngx_http_parley_api_reply(ar, NGX_HTTP_NO_CONTENT, NULL);
-        return;
-    }
-
-    ngx_http_parley_api_fail(ar, ctx->err_status, ctx->err_code,
-                             ctx->err_field, "%s", ctx->err_msg);
-}
-
-
 /* an active member (or, for reading, the tenant's API key) */
 
 static ngx_int_t
@@ -258,14 +208,14 @@ ngx_http_parley_react_member(ngx_http_parley_api_req_t *ar)
     }
 
     if (ctx->acc.state == NGX_PARLEY_STATE_BANNED) {
-        ngx_http_parley_react_abort(ar, NGX_HTTP_FORBIDDEN, "banned", NULL,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "banned", NULL,
                                     "you are banned from conversation %uL",
                                     ctx->cid);
         return NGX_ERROR;
     }
 
     if (!ngx_http_parley_api_is_member(&ctx->acc)) {
-        ngx_http_parley_react_abort(ar, NGX_HTTP_FORBIDDEN, "not_member",
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_member",
                                     NULL, "you are not a member of "
                                     "conversation %uL", ctx->cid);
         return NGX_ERROR;
@@ -295,7 +245,7 @@ ngx_http_parley_react_counts(ngx_http_parley_api_req_t *ar, MYSQL_ROW row,
     }
 
     if (ctx->counts == NULL) {
-        ngx_http_parley_react_abort(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                     "internal", NULL, "out of memory");
         return NGX_ERROR;
     }
@@ -379,7 +329,7 @@ ngx_http_parley_react_row(ngx_http_parley_api_req_t *ar,
     row = res->res ? mysql_fetch_row(res->res) : NULL;
 
     if (row == NULL) {
-        ngx_http_parley_react_abort(ar, NGX_HTTP_NOT_FOUND,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NOT_FOUND,
                                     "message_not_found", "seq",
                                     "no message %uL in conversation %uL",
                                     ctx->seq, ctx->cid);
@@ -388,14 +338,14 @@ ngx_http_parley_react_row(ngx_http_parley_api_req_t *ar,
 
     if (row[1]) {
         if (ctx->add) {
-            ngx_http_parley_react_abort(ar, NGX_HTTP_CONFLICT,
+            ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                         "message_deleted", "seq",
                                         "message %uL is deleted", ctx->seq);
             return;
         }
 
         /* a tombstone has no reactions left to remove */
-        ngx_http_parley_react_abort(ar, NGX_HTTP_NO_CONTENT, "", NULL, "");
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NO_CONTENT, "", NULL, "");
         return;
     }
 
@@ -425,7 +375,7 @@ ngx_http_parley_react_row(ngx_http_parley_api_req_t *ar,
     if (json_object_get(ctx->counts, (char *) ctx->emoji.data) == NULL
         && json_object_size(ctx->counts) >= NGX_PARLEY_REACTIONS_MAX)
     {
-        ngx_http_parley_react_abort(ar, NGX_HTTP_CONFLICT,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_CONFLICT,
                                     "too_many_reactions", "emoji",
                                     "a message holds at most %d different "
                                     "reactions", NGX_PARLEY_REACTIONS_MAX);
@@ -450,7 +400,7 @@ ngx_http_parley_react_changed(ngx_http_parley_api_req_t *ar,
 
     if (res->affected_rows == 0) {
         /* there already, or not there: idempotent, no event */
-        ngx_http_parley_react_abort(ar, NGX_HTTP_NO_CONTENT, "", NULL, "");
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_NO_CONTENT, "", NULL, "");
         return;
     }
 

@@ -76,11 +76,6 @@ typedef struct {
 
 static ngx_http_parley_receipts_ctx_t *ngx_http_parley_receipts_ctx(
     ngx_http_parley_api_req_t *ar, ngx_uint_t has_cid);
-static void ngx_http_parley_receipts_abort(ngx_http_parley_api_req_t *ar,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...);
-static void ngx_http_parley_receipts_aborted(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res);
 static ngx_int_t ngx_http_parley_receipts_member(
     ngx_http_parley_api_req_t *ar, ngx_uint_t admin_ok);
 
@@ -179,47 +174,6 @@ ngx_http_parley_receipts_ctx(ngx_http_parley_api_req_t *ar,
 }
 
 
-/* Answers an error after rolling an open transaction back. */
-
-static void
-ngx_http_parley_receipts_abort(ngx_http_parley_api_req_t *ar,
-    ngx_uint_t status, const char *code, const char *field,
-    const char *fmt, ...)
-{
-    u_char                          *last;
-    va_list                          args;
-    ngx_http_parley_receipts_ctx_t  *ctx = ar->data;
-
-    va_start(args, fmt);
-    last = ngx_vslprintf(ctx->err_msg, ctx->err_msg + sizeof(ctx->err_msg) - 1,
-                         fmt, args);
-    va_end(args);
-    *last = '\0';
-
-    ctx->err_status = status;
-    ctx->err_code = code;
-    ctx->err_field = field;
-
-    if (ar->in_txn) {
-        ngx_http_parley_api_rollback(ar, ngx_http_parley_receipts_aborted);
-        return;
-    }
-
-    ngx_http_parley_receipts_aborted(ar, NULL);
-}
-
-
-static void
-ngx_http_parley_receipts_aborted(ngx_http_parley_api_req_t *ar,
-    ngx_parley_db_result_t *res)
-{
-    ngx_http_parley_receipts_ctx_t  *ctx = ar->data;
-
-    ngx_http_parley_api_fail(ar, ctx->err_status, ctx->err_code,
-                             ctx->err_field, "%s", ctx->err_msg);
-}
-
-
 /*
  * The loaded conversation may be read by the caller: an active member, or
  * (admin_ok) the tenant's API key.  NGX_ERROR once refused.
@@ -236,14 +190,14 @@ ngx_http_parley_receipts_member(ngx_http_parley_api_req_t *ar,
     }
 
     if (ctx->acc.state == NGX_PARLEY_STATE_BANNED) {
-        ngx_http_parley_receipts_abort(ar, NGX_HTTP_FORBIDDEN, "banned", NULL,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "banned", NULL,
                                        "you are banned from conversation "
                                        "%uL", ctx->cid);
         return NGX_ERROR;
     }
 
     if (!ngx_http_parley_api_is_member(&ctx->acc)) {
-        ngx_http_parley_receipts_abort(ar, NGX_HTTP_FORBIDDEN, "not_member",
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_member",
                                        NULL, "you are not a member of "
                                        "conversation %uL", ctx->cid);
         return NGX_ERROR;
@@ -325,7 +279,7 @@ ngx_http_parley_receipts_mark_access(ngx_http_parley_api_req_t *ar,
 
     /* past the last message is a client bug worth telling: no clamping */
     if (ctx->seq > ctx->acc.last_seq) {
-        ngx_http_parley_receipts_abort(ar, 422, "out_of_range", "seq",
+        ngx_http_parley_api_refuse(ar, 422, "out_of_range", "seq",
                                        "\"seq\" %uL is past the last message "
                                        "%uL", ctx->seq, ctx->acc.last_seq);
         return;
@@ -366,7 +320,7 @@ ngx_http_parley_receipts_mark_updated(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_receipts_ctx_t  *ctx = ar->data;
 
     if (res->affected_rows == 0) {
-        ngx_http_parley_receipts_abort(ar, NGX_HTTP_FORBIDDEN, "not_member",
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_FORBIDDEN, "not_member",
                                        NULL, "you are not a member of "
                                        "conversation %uL", ctx->cid);
         return;
@@ -376,7 +330,7 @@ ngx_http_parley_receipts_mark_updated(ngx_http_parley_api_req_t *ar,
                         "delivered_seq", (json_int_t) ctx->delivered_seq,
                         "read_seq", (json_int_t) ctx->read_seq);
     if (payload == NULL) {
-        ngx_http_parley_receipts_abort(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+        ngx_http_parley_api_refuse(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                        "internal", NULL, "out of memory");
         return;
     }
