@@ -11,6 +11,7 @@ BIN := $(BUILD)/bin
 LIB_SRCS := $(wildcard lib/*.c)
 LIB_HDRS := $(wildcard lib/*.h)
 NGX_SRCS := $(wildcard ngx_modules/*.c ngx_modules/*.h) config
+LIB_ASAN_OBJS := $(patsubst lib/%.c,$(BUILD)/lib-asan/%.o,$(LIB_SRCS))
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BUILD)/tests/%,$(UNIT_SRCS))
 
@@ -54,9 +55,14 @@ $(BIN)/parleyctl: $(wildcard consumers/parleyctl/*.c consumers/parleyctl/*.h) $(
 
 unit: $(UNIT_BINS)
 
-$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_SRCS) $(LIB_HDRS)
+# lib/ is compiled once under the sanitizers, then linked into every test
+$(BUILD)/lib-asan/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(BUILD)/lib-asan
+	$(CC) $(CFLAGS_COMMON) -O1 -fsanitize=address,undefined -c -o $@ $<
+
+$(BUILD)/tests/test_%: tests/unit/test_%.c $(LIB_ASAN_OBJS)
 	@mkdir -p $(BUILD)/tests
-	$(CC) $(CFLAGS_COMMON) -O1 -fsanitize=address,undefined -o $@ $< $(LIB_SRCS) \
+	$(CC) $(CFLAGS_COMMON) -O1 -fsanitize=address,undefined -o $@ $< $(LIB_ASAN_OBJS) \
 	    -lcriterion -lcrypto -ljansson -lz $$(pkg-config --cflags --libs libmariadb)
 
 run: build
