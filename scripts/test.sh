@@ -48,7 +48,7 @@ run_integration() {   # run_integration FLAVOR NGINX MODULE FILE...
 
 all_tests=(tests/integration/*.test.mjs)
 # the sanitizer build matters where nginx runs; tool tests run once
-mapfile -t nginx_tests < <(grep -l -E 'startNginx|nginxTest' "${all_tests[@]}")
+mapfile -t nginx_tests < <(grep -l -E 'startNginx|nginxTest|startApi' "${all_tests[@]}")
 
 run_integration dynamic /usr/sbin/nginx "$repo/build/modules/ngx_parley_module.so" \
     "${all_tests[@]}"
