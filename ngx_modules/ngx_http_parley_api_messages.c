@@ -1548,9 +1548,12 @@ ngx_http_parley_msg_get_by_id(ngx_http_parley_api_req_t *ar)
         return;
     }
 
+    /* a message of a deleted conversation is gone with it */
     ngx_http_parley_api_sql(ar, ngx_http_parley_msg_by_id_row,
         "SELECT " NGX_PARLEY_MSG_COLUMNS " FROM messages "
-        "WHERE tenant_id = %U AND id = %U",
+        "WHERE tenant_id = %U AND id = %U AND EXISTS (SELECT 1 FROM "
+        "conversations c WHERE c.tenant_id = messages.tenant_id "
+        "AND c.id = messages.conversation_id AND c.deleted_at IS NULL)",
         ar->tenant_id, ctx->mid);
 }
 
