@@ -8,7 +8,7 @@ cat <<EOT
 
 Parley is running (make stop to stop it).
   REST API        $PARLEY_BASE_URL   (health: $PARLEY_BASE_URL/healthz)
-  WebSocket       $PARLEY_WS_URL
+  WebSocket       $PARLEY_WS_URL   (the gateway is not built yet)
   demo tenant     $PARLEY_TENANT_ID
   admin API key   $PARLEY_API_KEY   (shown once; stored hashed)
   operator key    $PARLEY_PLATFORM_KEY   (platform API, /v1/platform/...)
