@@ -78,3 +78,18 @@ unsigned char *parley_sql_like_escape(unsigned char *dst,
 
     return dst;
 }
+
+unsigned char *parley_sql_like_pattern(unsigned char *dst,
+                                       const unsigned char *src, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len; i++) {
+        if (src[i] == '%' || src[i] == '_' || src[i] == '\\') {
+            *dst++ = '\\';
+        }
+        *dst++ = src[i];
+    }
+
+    return dst;
+}

@@ -33,4 +33,13 @@ size_t parley_sql_like_escaped_len(const unsigned char *src, size_t len);
 unsigned char *parley_sql_like_escape(unsigned char *dst,
                                       const unsigned char *src, size_t len);
 
+/*
+ * The LIKE-pattern escaping alone, for text that is then passed through
+ * parley_sql_escape (or a formatter that does it): '%', '_' and '\\' get a
+ * backslash so that they match themselves.  dst needs 2 * len bytes;
+ * returns the end of what was written.
+ */
+unsigned char *parley_sql_like_pattern(unsigned char *dst,
+                                       const unsigned char *src, size_t len);
+
 #endif

@@ -44,6 +44,7 @@
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_access.h"
 #include "ngx_http_parley_api_json.h"
+#include "parley_sql.h"
 #include "parley_id.h"
 
 
@@ -174,8 +175,6 @@ static json_t *ngx_http_parley_conv_row(MYSQL_ROW row, unsigned long *len);
 static ngx_int_t ngx_http_parley_conv_hash(ngx_http_parley_api_req_t *ar,
     ngx_str_t *password, u_char *salt, u_char *out);
 static ngx_int_t ngx_http_parley_conv_hex_decode(u_char *dst, u_char *src,
-    size_t len);
-static u_char *ngx_http_parley_conv_like(u_char *dst, u_char *src,
     size_t len);
 
 
@@ -1012,7 +1011,7 @@ ngx_http_parley_conv_public(ngx_http_parley_api_req_t *ar)
         }
 
         pat[0] = '%';
-        e = ngx_http_parley_conv_like(pat + 1, q.data, q.len);
+        e = parley_sql_like_pattern(pat + 1, q.data, q.len);
         *e++ = '%';
         like.data = pat;
         like.len = e - pat;
@@ -1028,22 +1027,6 @@ ngx_http_parley_conv_public(ngx_http_parley_api_req_t *ar)
         "ORDER BY c.id DESC LIMIT %U",
         ar->user_id.len ? &ar->user_id : &none, ar->tenant_id, before, &like,
         (uint64_t) ctx->limit + 1);
-}
-
-
-/* a LIKE pattern piece: the pattern characters of src lose their meaning */
-
-static u_char *
-ngx_http_parley_conv_like(u_char *dst, u_char *src, size_t len)
-{
-    while (len--) {
-        if (*src == '%' || *src == '_' || *src == '\\') {
-            *dst++ = '\\';
-        }
-        *dst++ = *src++;
-    }
-
-    return dst;
 }
 
 

@@ -24,6 +24,7 @@
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_access.h"
 #include "ngx_http_parley_api_json.h"
+#include "parley_sql.h"
 #include "parley_base64url.h"
 #include "parley_jwt.h"
 
@@ -103,8 +104,6 @@ static void ngx_http_parley_users_me(ngx_http_parley_api_req_t *ar);
 static json_t *ngx_http_parley_users_row(MYSQL_ROW row, unsigned long *len);
 static ngx_http_parley_users_ctx_t *ngx_http_parley_users_ctx(
     ngx_http_parley_api_req_t *ar);
-static u_char *ngx_http_parley_users_like(u_char *dst, u_char *src,
-    size_t len);
 
 
 ngx_http_parley_api_route_t  ngx_http_parley_api_users_routes[] = {
@@ -367,7 +366,7 @@ ngx_http_parley_users_list(ngx_http_parley_api_req_t *ar)
             return;
         }
 
-        e = ngx_http_parley_users_like(pat, q.data, q.len);
+        e = parley_sql_like_pattern(pat, q.data, q.len);
         *e++ = '%';
         like.data = pat;
         like.len = e - pat;
@@ -381,22 +380,6 @@ ngx_http_parley_users_list(ngx_http_parley_api_req_t *ar)
         "AND (user_id LIKE %L OR name LIKE %L) "
         "ORDER BY user_id LIMIT %U",
         ar->tenant_id, &after, &like, &like, (uint64_t) limit + 1);
-}
-
-
-/* a LIKE prefix: the pattern characters of src lose their meaning */
-
-static u_char *
-ngx_http_parley_users_like(u_char *dst, u_char *src, size_t len)
-{
-    while (len--) {
-        if (*src == '%' || *src == '_' || *src == '\\') {
-            *dst++ = '\\';
-        }
-        *dst++ = *src++;
-    }
-
-    return dst;
 }
 
 

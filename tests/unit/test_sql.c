@@ -483,3 +483,13 @@ Test(sql_mariadb, random_buffers_as_connector_c)
 #else
 #error "test_sql compares with mariadb-connector-c: build with $(pkg-config --cflags --libs libmariadb)"
 #endif
+
+Test(sql_like, pattern_escaping_alone)
+{
+    unsigned char out[32];
+    const char in[] = "50%_a\\b";
+    unsigned char *end = parley_sql_like_pattern(out, (const unsigned char *) in,
+                                                 sizeof(in) - 1);
+    cr_assert_eq((size_t) (end - out), sizeof("50\\%\\_a\\\\b") - 1);
+    cr_assert(memcmp(out, "50\\%\\_a\\\\b", end - out) == 0);
+}
