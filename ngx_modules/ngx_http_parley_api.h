@@ -219,6 +219,18 @@ json_t *ngx_http_parley_api_col_json(MYSQL_ROW row, unsigned long *len,
     unsigned i);
 uint64_t ngx_http_parley_api_col_u64(MYSQL_ROW row, unsigned i);
 
+/*
+ * Answers one page of rows read with LIMIT limit + 1, ordered by the 64-bit
+ * id in column 0: {"<name>": [row(...), ...], "next_cursor": "<last id>"
+ * or null}.  The extra row only says that a next page exists.
+ */
+typedef json_t *(*ngx_http_parley_api_row_pt)(MYSQL_ROW row,
+    unsigned long *len);
+
+void ngx_http_parley_api_reply_id_page(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res, ngx_uint_t limit, const char *name,
+    ngx_http_parley_api_row_pt render);
+
 /* A fresh time-ordered id (see ngx_parley_module.h). */
 ngx_int_t ngx_http_parley_api_new_id(ngx_http_parley_api_req_t *ar,
     uint64_t *id);

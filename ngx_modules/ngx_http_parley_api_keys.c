@@ -194,35 +194,9 @@ static void
 ngx_http_parley_keys_listed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    json_t         *items, *body, *next;
-    uint64_t        last;
-    MYSQL_ROW       row;
-    ngx_uint_t      limit, n;
-
-    limit = (ngx_uint_t) (uintptr_t) ar->data;
-    items = json_array();
-    next = json_null();
-    last = 0;
-    n = 0;
-
-    while (res->res && (row = mysql_fetch_row(res->res))) {
-
-        if (n == limit) {
-            /* one row more than the page: there is a next page */
-            json_decref(next);
-            next = ngx_http_parley_api_id_json(last);
-            break;
-        }
-
-        json_array_append_new(items,
-                              ngx_http_parley_keys_row(row,
-                                               mysql_fetch_lengths(res->res)));
-        last = ngx_http_parley_api_col_u64(row, 0);
-        n++;
-    }
-
-    body = json_pack("{s:o,s:o}", "api_keys", items, "next_cursor", next);
-    ngx_http_parley_api_reply(ar, NGX_HTTP_OK, body);
+    ngx_http_parley_api_reply_id_page(ar, res,
+                                      (ngx_uint_t) (uintptr_t) ar->data,
+                                      "api_keys", ngx_http_parley_keys_row);
 }
 
 

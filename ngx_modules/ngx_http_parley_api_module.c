@@ -1525,6 +1525,39 @@ ngx_http_parley_api_col_u64(MYSQL_ROW row, unsigned i)
 }
 
 
+void
+ngx_http_parley_api_reply_id_page(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res, ngx_uint_t limit, const char *name,
+    ngx_http_parley_api_row_pt render)
+{
+    json_t      *items, *next;
+    uint64_t     last;
+    MYSQL_ROW    row;
+    ngx_uint_t   n;
+
+    items = json_array();
+    next = json_null();
+    last = 0;
+
+    for (n = 0; res->res && (row = mysql_fetch_row(res->res)); n++) {
+
+        if (n == limit) {
+            json_decref(next);
+            next = ngx_http_parley_api_id_json(last);
+            break;
+        }
+
+        json_array_append_new(items,
+                              render(row, mysql_fetch_lengths(res->res)));
+        last = ngx_http_parley_api_col_u64(row, 0);
+    }
+
+    ngx_http_parley_api_reply(ar, NGX_HTTP_OK,
+                              json_pack("{s:o,s:o}", name, items,
+                                        "next_cursor", next));
+}
+
+
 ngx_int_t
 ngx_http_parley_api_new_id(ngx_http_parley_api_req_t *ar, uint64_t *id)
 {
