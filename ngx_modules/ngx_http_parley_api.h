@@ -204,6 +204,10 @@ void ngx_http_parley_api_rollback(ngx_http_parley_api_req_t *ar,
 ngx_str_t ngx_http_parley_api_param(ngx_http_parley_api_req_t *ar,
     ngx_uint_t i);
 
+/* A request header's value by name (case-insensitive), or NULL. */
+ngx_str_t *ngx_http_parley_api_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+
 /* A query-string argument, decoded; NGX_DECLINED when absent. */
 ngx_int_t ngx_http_parley_api_arg(ngx_http_parley_api_req_t *ar,
     const char *name, ngx_str_t *value);

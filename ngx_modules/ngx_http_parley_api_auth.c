@@ -74,8 +74,6 @@ typedef struct {
 } ngx_http_parley_auth_ctx_t;
 
 
-static ngx_str_t *ngx_http_parley_auth_header(ngx_http_request_t *r,
-    const char *name, size_t len);
 static ngx_int_t ngx_http_parley_auth_credential(ngx_http_parley_api_req_t *ar,
     ngx_str_t *cred);
 static void ngx_http_parley_auth_platform(ngx_http_parley_api_req_t *ar,
@@ -178,7 +176,7 @@ ngx_http_parley_auth_credential(ngx_http_parley_api_req_t *ar,
         return cred->len ? NGX_OK : NGX_DECLINED;
     }
 
-    h = ngx_http_parley_auth_header(ar->request, "X-Api-Key",
+    h = ngx_http_parley_api_header(ar->request, "X-Api-Key",
                                     sizeof("X-Api-Key") - 1);
     if (h && h->len) {
         *cred = *h;
@@ -189,8 +187,8 @@ ngx_http_parley_auth_credential(ngx_http_parley_api_req_t *ar,
 }
 
 
-static ngx_str_t *
-ngx_http_parley_auth_header(ngx_http_request_t *r, const char *name,
+ngx_str_t *
+ngx_http_parley_api_header(ngx_http_request_t *r, const char *name,
     size_t len)
 {
     ngx_uint_t        i;
@@ -344,7 +342,7 @@ ngx_http_parley_auth_key_ok(ngx_http_parley_api_req_t *ar,
 
     ar->tenant_id = entry->tenant_id;
 
-    uid = ngx_http_parley_auth_header(ar->request, "X-Parley-User",
+    uid = ngx_http_parley_api_header(ar->request, "X-Parley-User",
                                       sizeof("X-Parley-User") - 1);
 
     if (uid && (ar->route->auth & NGX_PARLEY_AUTH_USER)) {

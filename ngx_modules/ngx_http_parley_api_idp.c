@@ -175,8 +175,6 @@ static void ngx_http_parley_idp_user_row(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 static void ngx_http_parley_idp_user_ok(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_idp_user_t *u);
-static ngx_str_t *ngx_http_parley_idp_header(ngx_http_request_t *r,
-    const char *name, size_t len);
 
 
 static ngx_http_parley_idp_cache_t  *ngx_http_parley_idp_worker_cache;
@@ -1334,7 +1332,7 @@ ngx_http_parley_api_idp_verify(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_idp_ctx_t    *ctx;
     ngx_http_parley_idp_entry_t  *e;
 
-    h = ngx_http_parley_idp_header(ar->request, "X-Parley-Tenant",
+    h = ngx_http_parley_api_header(ar->request, "X-Parley-Tenant",
                                    sizeof("X-Parley-Tenant") - 1);
 
     if (h == NULL || h->len == 0) {
@@ -1623,34 +1621,3 @@ ngx_http_parley_idp_user_ok(ngx_http_parley_api_req_t *ar,
     ctx->done(ar);
 }
 
-
-static ngx_str_t *
-ngx_http_parley_idp_header(ngx_http_request_t *r, const char *name,
-    size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */; i++) {
-
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i].value;
-        }
-    }
-}
