@@ -14,6 +14,10 @@ DEB_PACKAGES=(
     curl jq wrk sysbench python3-websockets docker-compose
 )
 
+# Node.js runs the integration tests; machines of this project ship Node 20,
+# a bare Debian gets its own (18), which the test runner also supports.
+command -v node >/dev/null 2>&1 || DEB_PACKAGES+=(nodejs npm)
+
 missing=()
 for p in "${DEB_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" \

@@ -8,10 +8,11 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import assert from 'node:assert/strict';
 import { checkResponse } from './openapi.mjs';
 
-export const repo = path.resolve(import.meta.dirname, '../../..');
+export const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const bin = process.env.PARLEY_BIN || path.join(repo, 'build/bin');
 export const nginxBin = process.env.PARLEY_NGINX || '/usr/sbin/nginx';
 export const modulePath = process.env.PARLEY_MODULE ?? path.join(repo, 'build/modules/ngx_parley_module.so');

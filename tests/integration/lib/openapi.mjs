@@ -3,11 +3,12 @@
 
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
-const repo = path.resolve(import.meta.dirname, '../../..');
+const repo = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 export const specFile = path.join(repo, 'docs/openapi.yaml');
 export const spec = YAML.parse(fs.readFileSync(specFile, 'utf8'));
 
