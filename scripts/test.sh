@@ -41,14 +41,16 @@ run_integration() {   # run_integration FLAVOR NGINX MODULE FILE...
     PARLEY_FLAVOR=$flavor PARLEY_NGINX=$nginx PARLEY_MODULE=$module \
     ASAN_OPTIONS=detect_leaks=0:abort_on_error=0:halt_on_error=0 \
     UBSAN_OPTIONS=print_stacktrace=1:suppressions=$repo/tests/sanitizer/ubsan.supp \
-        node --test $node_serial --test-timeout=300000 "$@" \
+        node --test $node_flags "$@" \
         | tee -a "$summary"
     [ "${PIPESTATUS[0]}" -eq 0 ] || failed+=("integration:$flavor")
 }
 
-# one test file at a time: fault tests stop and start services
-node_serial=
-node --help 2>/dev/null | grep -q -- --test-concurrency && node_serial=--test-concurrency=1
+# one test file at a time (fault tests stop and start services), each
+# bounded; Node 18 (a bare Debian's) knows neither flag
+node_flags=
+node --help 2>/dev/null | grep -q -- --test-concurrency && node_flags="--test-concurrency=1"
+node --help 2>/dev/null | grep -q -- --test-timeout && node_flags="$node_flags --test-timeout=300000"
 
 all_tests=(tests/integration/*.test.mjs)
 # the sanitizer build matters where nginx runs; tool tests run once
