@@ -7,6 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { startApi, createTenant, client, sleep, tmpDir } from './lib/harness.mjs';
 
@@ -207,7 +208,10 @@ test('ES256 with a JWKS, inline and from a file', async () => {
         401, 'token_algorithm_not_allowed');
 
     // the same set from a file the worker reads
-    const dir = tmpDir('jwks');
+    // the workers (user nobody) read the file: keep it out of the checkout,
+    // whose parents (a home directory, say) they may not be able to enter
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-jwks-'));
+    fs.chmodSync(dir, 0o755);
     fs.chmodSync(dir, 0o755); // nginx workers run as another user
     const file = path.join(dir, 'jwks.json');
     fs.writeFileSync(file, JSON.stringify({ keys: [jwk] }), { mode: 0o644 });

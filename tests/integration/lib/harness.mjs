@@ -114,9 +114,11 @@ export function nginxTest(opts) {
 export async function startNginx(opts = {}) {
     const port = opts.port || await freePort();
     const dir = tmpDir(opts.name || 'nginx');
-    fs.mkdirSync(path.join(dir, 'tmp'));
-    // workers run as nobody: large request bodies go to this directory
-    fs.chmodSync(path.join(dir, 'tmp'), 0o777);
+    // workers run as nobody and write large request bodies here: outside the
+    // checkout, whose parent directories they may not be allowed to enter
+    const bodies = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-bodies-'));
+    fs.chmodSync(bodies, 0o777);
+    fs.symlinkSync(bodies, path.join(dir, 'tmp'));
     const conf = path.join(dir, 'nginx.conf');
     fs.writeFileSync(conf, nginxConf({ port, dir, ...opts }));
     const errorLog = path.join(dir, 'error.log');
