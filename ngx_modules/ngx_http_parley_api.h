@@ -212,6 +212,33 @@ ngx_str_t *ngx_http_parley_api_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_parley_api_arg(ngx_http_parley_api_req_t *ar,
     const char *name, ngx_str_t *value);
 
+/*
+ * Pages ordered by a string key (user ids) carry the last key of a page,
+ * base64url, as the opaque cursor.  _arg_string_cursor reads ?cursor= into
+ * *after ("" when absent) and answers 400 itself on a bad one;
+ * _string_cursor_json makes the next_cursor value.
+ */
+ngx_int_t ngx_http_parley_api_arg_string_cursor(ngx_http_parley_api_req_t *ar,
+    ngx_str_t *after);
+json_t *ngx_http_parley_api_string_cursor_json(ngx_http_parley_api_req_t *ar,
+    const char *last, size_t len);
+
+/*
+ * Pages ordered by a 64-bit id carry the last id as their cursor (see
+ * _reply_id_page): ?cursor= into *id, left as the caller set it when absent;
+ * 400 answered here when it is not a positive decimal id.
+ */
+ngx_int_t ngx_http_parley_api_arg_id_cursor(ngx_http_parley_api_req_t *ar,
+    uint64_t *id);
+
+/*
+ * ?<name>= as a LIKE pattern (its own % and _ literal): "<q>%" or, with
+ * contains, "%<q>%"; "%" when absent or empty.  Answers 400 itself when the
+ * text is longer than 128 bytes.
+ */
+ngx_int_t ngx_http_parley_api_arg_like(ngx_http_parley_api_req_t *ar,
+    const char *name, ngx_uint_t contains, ngx_str_t *like);
+
 /* "limit": page size from the query, bounded by the directives. */
 ngx_int_t ngx_http_parley_api_limit(ngx_http_parley_api_req_t *ar,
     ngx_uint_t *limit);

@@ -23,7 +23,6 @@
 
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_json.h"
-#include "parley_base64url.h"
 
 
 typedef struct {
@@ -370,9 +369,6 @@ ngx_http_parley_blocks_render(ngx_http_parley_api_req_t *ar,
 static void
 ngx_http_parley_blocks_list(ngx_http_parley_api_req_t *ar)
 {
-    long                           n;
-    u_char                        *buf;
-    ngx_str_t                      cursor;
     ngx_http_parley_blocks_ctx_t  *ctx;
 
     ctx = ngx_http_parley_blocks_ctx(ar);
@@ -384,34 +380,8 @@ ngx_http_parley_blocks_list(ngx_http_parley_api_req_t *ar)
         return;
     }
 
-    ngx_str_set(&ctx->after, "");
-
-    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) == NGX_OK) {
-        buf = ngx_pnalloc(ar->pool,
-                          parley_base64url_decoded_len(cursor.len) + 1);
-        if (buf == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal", NULL, "out of memory");
-            return;
-        }
-
-        n = 0;
-
-        if (cursor.len == 0 || cursor.len > 200
-            || parley_base64url_decode((const char *) cursor.data, cursor.len,
-                                       buf,
-                                       parley_base64url_decoded_len(
-                                           cursor.len), (size_t *) &n)
-               != 0)
-        {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "cursor",
-                                     "the cursor is not valid");
-            return;
-        }
-
-        ctx->after.data = buf;
-        ctx->after.len = n;
+    if (ngx_http_parley_api_arg_string_cursor(ar, &ctx->after) != NGX_OK) {
+        return;
     }
 
     ngx_http_parley_api_sql(ar, ngx_http_parley_blocks_list_user,
@@ -447,8 +417,6 @@ static void
 ngx_http_parley_blocks_listed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    char                          *cur;
-    size_t                         clen;
     json_t                        *items, *next, *body;
     MYSQL_ROW                      row;
     ngx_uint_t                     n;
@@ -466,15 +434,8 @@ ngx_http_parley_blocks_listed(ngx_http_parley_api_req_t *ar,
 
         if (n == ctx->limit) {
             /* one row more than the page: there is a next page */
-            clen = parley_base64url_encoded_len(last_len) + 1;
-            cur = ngx_pnalloc(ar->pool, clen);
-            if (cur && parley_base64url_encode(last, last_len, cur, clen,
-                                               &clen)
-                       == 0)
-            {
-                json_decref(next);
-                next = json_stringn(cur, clen);
-            }
+            json_decref(next);
+            next = ngx_http_parley_api_string_cursor_json(ar, last, last_len);
             break;
         }
 

@@ -966,9 +966,8 @@ ngx_http_parley_conv_got(ngx_http_parley_api_req_t *ar,
 static void
 ngx_http_parley_conv_public(ngx_http_parley_api_req_t *ar)
 {
-    u_char                      *pat, *e;
     uint64_t                     before;
-    ngx_str_t                    cursor, q, like, none = ngx_string("");
+    ngx_str_t                    like, none = ngx_string("");
     ngx_http_parley_conv_ctx_t  *ctx;
 
     ctx = ngx_http_parley_conv_ctx(ar, 0);
@@ -982,39 +981,12 @@ ngx_http_parley_conv_public(ngx_http_parley_api_req_t *ar)
 
     before = (uint64_t) INT64_MAX;
 
-    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) == NGX_OK) {
-        if (parley_id_parse((const char *) cursor.data, cursor.len, &before)
-            != 0 || before == 0)
-        {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "cursor",
-                                     "the cursor is not valid");
-            return;
-        }
+    if (ngx_http_parley_api_arg_id_cursor(ar, &before) != NGX_OK) {
+        return;
     }
 
-    ngx_str_set(&like, "%");
-
-    if (ngx_http_parley_api_arg(ar, "q", &q) == NGX_OK && q.len) {
-        if (q.len > 128) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "q",
-                                     "q is longer than 128 bytes");
-            return;
-        }
-
-        pat = ngx_pnalloc(ar->pool, 2 * q.len + 2);
-        if (pat == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal", NULL, "out of memory");
-            return;
-        }
-
-        pat[0] = '%';
-        e = parley_sql_like_pattern(pat + 1, q.data, q.len);
-        *e++ = '%';
-        like.data = pat;
-        like.len = e - pat;
+    if (ngx_http_parley_api_arg_like(ar, "q", 1, &like) != NGX_OK) {
+        return;
     }
 
     ngx_http_parley_api_sql(ar, ngx_http_parley_conv_public_listed,

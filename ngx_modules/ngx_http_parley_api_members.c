@@ -45,7 +45,6 @@
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_access.h"
 #include "ngx_http_parley_api_json.h"
-#include "parley_base64url.h"
 
 
 #define NGX_PARLEY_MEMBER_ADDED     0
@@ -568,9 +567,7 @@ static void
 ngx_http_parley_members_list_access(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    long                            n;
-    u_char                         *buf;
-    ngx_str_t                       cursor, after;
+    ngx_str_t                       after;
     ngx_uint_t                      all;
     ngx_http_parley_members_ctx_t  *ctx = ar->data;
 
@@ -592,34 +589,8 @@ ngx_http_parley_members_list_access(ngx_http_parley_api_req_t *ar,
         return;
     }
 
-    ngx_str_set(&after, "");
-
-    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) == NGX_OK) {
-        buf = ngx_pnalloc(ar->pool,
-                          parley_base64url_decoded_len(cursor.len) + 1);
-        if (buf == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal", NULL, "out of memory");
-            return;
-        }
-
-        n = 0;
-
-        if (cursor.len == 0 || cursor.len > 200
-            || parley_base64url_decode((const char *) cursor.data, cursor.len,
-                                       buf,
-                                       parley_base64url_decoded_len(
-                                           cursor.len), (size_t *) &n)
-               != 0)
-        {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "cursor",
-                                     "the cursor is not valid");
-            return;
-        }
-
-        after.data = buf;
-        after.len = n;
+    if (ngx_http_parley_api_arg_string_cursor(ar, &after) != NGX_OK) {
+        return;
     }
 
     all = (ngx_strcmp(ctx->role, "all") == 0);
@@ -637,8 +608,6 @@ static void
 ngx_http_parley_members_listed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    char                           *cur;
-    size_t                          clen;
     json_t                         *items, *next, *body;
     MYSQL_ROW                       row;
     ngx_uint_t                      n;
@@ -656,15 +625,8 @@ ngx_http_parley_members_listed(ngx_http_parley_api_req_t *ar,
 
         if (n == ctx->limit) {
             /* one row more than the page: there is a next page */
-            clen = parley_base64url_encoded_len(last_len) + 1;
-            cur = ngx_pnalloc(ar->pool, clen);
-            if (cur && parley_base64url_encode(last, last_len, cur, clen,
-                                               &clen)
-                       == 0)
-            {
-                json_decref(next);
-                next = json_stringn(cur, clen);
-            }
+            json_decref(next);
+            next = ngx_http_parley_api_string_cursor_json(ar, last, last_len);
             break;
         }
 

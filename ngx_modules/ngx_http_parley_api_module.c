@@ -18,6 +18,8 @@
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_cache.h"
 #include "ngx_parley_module.h"
+#include "parley_base64url.h"
+#include "parley_id.h"
 #include "parley_json.h"
 #include "parley_sql.h"
 
@@ -1487,6 +1489,134 @@ ngx_http_parley_api_limit(ngx_http_parley_api_req_t *ar, ngx_uint_t *limit)
     }
 
     *limit = n;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_parley_api_arg_string_cursor(ngx_http_parley_api_req_t *ar,
+    ngx_str_t *after)
+{
+    u_char     *buf;
+    size_t      n, cap;
+    ngx_str_t   cursor;
+
+    ngx_str_set(after, "");
+
+    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    cap = parley_base64url_decoded_len(cursor.len);
+
+    buf = ngx_pnalloc(ar->pool, cap + 1);
+    if (buf == NULL) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal", NULL, "out of memory");
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    if (cursor.len == 0 || cursor.len > 200
+        || parley_base64url_decode((const char *) cursor.data, cursor.len,
+                                   buf, cap, &n)
+           != 0)
+    {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                                 "cursor", "the cursor is not valid");
+        return NGX_ERROR;
+    }
+
+    after->data = buf;
+    after->len = n;
+
+    return NGX_OK;
+}
+
+
+ngx_int_t
+ngx_http_parley_api_arg_id_cursor(ngx_http_parley_api_req_t *ar, uint64_t *id)
+{
+    uint64_t   v;
+    ngx_str_t  cursor;
+
+    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) != NGX_OK) {
+        return NGX_OK;
+    }
+
+    if (parley_id_parse((const char *) cursor.data, cursor.len, &v) != 0
+        || v == 0)
+    {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                                 "cursor", "the cursor is not valid");
+        return NGX_ERROR;
+    }
+
+    *id = v;
+
+    return NGX_OK;
+}
+
+
+json_t *
+ngx_http_parley_api_string_cursor_json(ngx_http_parley_api_req_t *ar,
+    const char *last, size_t len)
+{
+    char    *cur;
+    size_t   clen;
+
+    clen = parley_base64url_encoded_len(len) + 1;
+
+    cur = ngx_pnalloc(ar->pool, clen);
+    if (cur == NULL
+        || parley_base64url_encode(last, len, cur, clen, &clen) != 0)
+    {
+        return json_null();
+    }
+
+    return json_stringn(cur, clen);
+}
+
+
+ngx_int_t
+ngx_http_parley_api_arg_like(ngx_http_parley_api_req_t *ar, const char *name,
+    ngx_uint_t contains, ngx_str_t *like)
+{
+    u_char     *pat, *p;
+    ngx_str_t   q;
+
+    ngx_str_set(like, "%");
+
+    if (ngx_http_parley_api_arg(ar, name, &q) != NGX_OK || q.len == 0) {
+        return NGX_OK;
+    }
+
+    if (q.len > 128) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
+                                 name, "%s is longer than 128 bytes", name);
+        return NGX_ERROR;
+    }
+
+    pat = ngx_pnalloc(ar->pool, 2 * q.len + 2);
+    if (pat == NULL) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+                                 "internal", NULL, "out of memory");
+        return NGX_ERROR;
+    }
+
+    p = pat;
+
+    if (contains) {
+        *p++ = '%';
+    }
+
+    p = parley_sql_like_pattern(p, q.data, q.len);
+    *p++ = '%';
+
+    like->data = pat;
+    like->len = p - pat;
 
     return NGX_OK;
 }

@@ -357,7 +357,6 @@ static void
 ngx_http_parley_platform_list(ngx_http_parley_api_req_t *ar)
 {
     uint64_t     after;
-    ngx_str_t    cursor;
     ngx_uint_t   limit;
 
     if (ngx_http_parley_api_limit(ar, &limit) != NGX_OK) {
@@ -366,12 +365,7 @@ ngx_http_parley_platform_list(ngx_http_parley_api_req_t *ar)
 
     after = 0;
 
-    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) == NGX_OK
-        && parley_id_parse((const char *) cursor.data, cursor.len, &after)
-           != 0)
-    {
-        ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST, "invalid_parameter",
-                                 "cursor", "the cursor is not valid");
+    if (ngx_http_parley_api_arg_id_cursor(ar, &after) != NGX_OK) {
         return;
     }
 

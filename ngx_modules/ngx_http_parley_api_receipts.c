@@ -31,7 +31,6 @@
 #include "ngx_http_parley_api.h"
 #include "ngx_http_parley_api_access.h"
 #include "ngx_http_parley_api_json.h"
-#include "parley_base64url.h"
 #include "parley_sync_state.h"
 
 
@@ -395,9 +394,6 @@ ngx_http_parley_receipts_mark_done(ngx_http_parley_api_req_t *ar,
 static void
 ngx_http_parley_receipts_list(ngx_http_parley_api_req_t *ar)
 {
-    u_char                          *buf;
-    size_t                           n;
-    ngx_str_t                        cursor;
     ngx_http_parley_receipts_ctx_t  *ctx;
 
     ctx = ngx_http_parley_receipts_ctx(ar, 1);
@@ -409,33 +405,8 @@ ngx_http_parley_receipts_list(ngx_http_parley_api_req_t *ar)
         return;
     }
 
-    ngx_str_set(&ctx->after, "");
-
-    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) == NGX_OK) {
-        buf = ngx_pnalloc(ar->pool,
-                          parley_base64url_decoded_len(cursor.len) + 1);
-        if (buf == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal", NULL, "out of memory");
-            return;
-        }
-
-        if (cursor.len == 0 || cursor.len > 200
-            || parley_base64url_decode((const char *) cursor.data, cursor.len,
-                                       buf,
-                                       parley_base64url_decoded_len(
-                                           cursor.len), &n)
-               != PARLEY_BASE64URL_OK
-            || n == 0 || n > NGX_PARLEY_ID_MAX)
-        {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "cursor",
-                                     "the cursor is not valid");
-            return;
-        }
-
-        ctx->after.data = buf;
-        ctx->after.len = n;
+    if (ngx_http_parley_api_arg_string_cursor(ar, &ctx->after) != NGX_OK) {
+        return;
     }
 
     ngx_http_parley_api_access(ar, &ctx->acc, ctx->cid, 0,
@@ -467,13 +438,12 @@ static void
 ngx_http_parley_receipts_listed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    char                            *cur;
-    size_t                           clen, last_len;
+    size_t                           last_len;
     json_t                          *items, *next, *body;
     MYSQL_ROW                        row;
     ngx_uint_t                       n;
     unsigned long                   *len;
-    u_char                           last[NGX_PARLEY_ID_MAX];
+    char                             last[NGX_PARLEY_ID_MAX];
     ngx_http_parley_receipts_ctx_t  *ctx = ar->data;
 
     items = json_array();
@@ -486,15 +456,8 @@ ngx_http_parley_receipts_listed(ngx_http_parley_api_req_t *ar,
 
         if (n == ctx->limit) {
             /* one row more than the page: there is a next page */
-            clen = parley_base64url_encoded_len(last_len) + 1;
-            cur = ngx_pnalloc(ar->pool, clen);
-            if (cur
-                && parley_base64url_encode(last, last_len, cur, clen, &clen)
-                   == PARLEY_BASE64URL_OK)
-            {
-                json_decref(next);
-                next = json_stringn(cur, clen);
-            }
+            json_decref(next);
+            next = ngx_http_parley_api_string_cursor_json(ar, last, last_len);
             break;
         }
 

@@ -25,7 +25,6 @@
 #include "ngx_http_parley_api_access.h"
 #include "ngx_http_parley_api_json.h"
 #include "parley_sql.h"
-#include "parley_base64url.h"
 #include "parley_jwt.h"
 
 
@@ -310,66 +309,19 @@ ngx_http_parley_users_get(ngx_http_parley_api_req_t *ar)
 static void
 ngx_http_parley_users_list(ngx_http_parley_api_req_t *ar)
 {
-    u_char       *after_buf, *pat, *e;
-    long          n;
-    ngx_str_t     cursor, q, after, like;
+    ngx_str_t     after, like;
     ngx_uint_t    limit;
 
     if (ngx_http_parley_api_limit(ar, &limit) != NGX_OK) {
         return;
     }
 
-    ngx_str_set(&after, "");
-
-    if (ngx_http_parley_api_arg(ar, "cursor", &cursor) == NGX_OK) {
-        after_buf = ngx_pnalloc(ar->pool,
-                                parley_base64url_decoded_len(cursor.len) + 1);
-        if (after_buf == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal", NULL, "out of memory");
-            return;
-        }
-
-        n = 0;
-
-        if (cursor.len == 0 || cursor.len > 200
-            || parley_base64url_decode((const char *) cursor.data, cursor.len,
-                                       after_buf,
-                                       parley_base64url_decoded_len(
-                                           cursor.len), (size_t *) &n)
-               != 0)
-        {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "cursor",
-                                     "the cursor is not valid");
-            return;
-        }
-
-        after.data = after_buf;
-        after.len = n;
+    if (ngx_http_parley_api_arg_string_cursor(ar, &after) != NGX_OK) {
+        return;
     }
 
-    ngx_str_set(&like, "%");
-
-    if (ngx_http_parley_api_arg(ar, "q", &q) == NGX_OK && q.len) {
-        if (q.len > 128) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_BAD_REQUEST,
-                                     "invalid_parameter", "q",
-                                     "q is longer than 128 bytes");
-            return;
-        }
-
-        pat = ngx_pnalloc(ar->pool, 2 * q.len + 2);
-        if (pat == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
-                                     "internal", NULL, "out of memory");
-            return;
-        }
-
-        e = parley_sql_like_pattern(pat, q.data, q.len);
-        *e++ = '%';
-        like.data = pat;
-        like.len = e - pat;
+    if (ngx_http_parley_api_arg_like(ar, "q", 0, &like) != NGX_OK) {
+        return;
     }
 
     ar->data = (void *) (uintptr_t) limit;
@@ -387,8 +339,6 @@ static void
 ngx_http_parley_users_listed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    char            *cur;
-    size_t           clen;
     json_t          *items, *body, *next;
     MYSQL_ROW        row;
     ngx_uint_t       limit, n;
@@ -406,15 +356,8 @@ ngx_http_parley_users_listed(ngx_http_parley_api_req_t *ar,
 
         if (n == limit) {
             /* one row more than the page: there is a next page */
-            clen = parley_base64url_encoded_len(last_len) + 1;
-            cur = ngx_pnalloc(ar->pool, clen);
-            if (cur && parley_base64url_encode(last, last_len, cur, clen,
-                                               &clen)
-                       == 0)
-            {
-                json_decref(next);
-                next = json_stringn(cur, clen);
-            }
+            json_decref(next);
+            next = ngx_http_parley_api_string_cursor_json(ar, last, last_len);
             break;
         }
 
