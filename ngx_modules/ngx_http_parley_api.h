@@ -42,6 +42,14 @@ typedef void (*ngx_http_parley_api_handler_pt)(ngx_http_parley_api_req_t *ar);
 typedef void (*ngx_http_parley_api_step_pt)(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
 
+/*
+ * Where the answer goes when the caller is not an HTTP request (the
+ * WebSocket gateway runs routes for its clients): status and the JSON text
+ * exactly as an HTTP client would get it (empty for 204), in ar->pool.
+ */
+typedef void (*ngx_http_parley_api_sink_pt)(ngx_http_parley_api_req_t *ar,
+    ngx_uint_t status, u_char *body, size_t len);
+
 
 typedef struct {
     ngx_uint_t                       method;     /* NGX_HTTP_GET, ... */
@@ -119,11 +127,41 @@ struct ngx_http_parley_api_req_s {
     ngx_http_parley_access_t        *access;     /* see _api_access.h */
     ngx_http_parley_event_t         *event;
 
+    /* events to publish to the gateways once the transaction commits */
+    ngx_array_t                     *published;
+
+    /* with request == NULL: who gets the answer */
+    ngx_http_parley_api_sink_pt      sink;
+    void                            *sink_data;
+    uint64_t                         origin;     /* connection that asked */
+
     void                            *data;       /* the endpoint's state */
 };
 
 
 extern ngx_module_t  ngx_http_parley_api_module;
+
+
+/* ---- callers without an HTTP request -------------------------------- */
+
+/*
+ * Prepares ar (zeroed by the caller) for a caller that is not an HTTP
+ * request: answers go to sink; the pool's cleanup detaches ar from the
+ * store (destroying the pool cancels whatever is still running).
+ */
+ngx_int_t ngx_http_parley_api_req_init(ngx_http_parley_api_req_t *ar,
+    ngx_pool_t *pool, ngx_log_t *log, ngx_http_parley_core_main_conf_t *core,
+    ngx_http_parley_api_loc_conf_t *conf, ngx_http_parley_api_sink_pt sink,
+    void *sink_data);
+
+/*
+ * Runs the route for method and path (no query string) with body (stolen,
+ * may be NULL) for the caller already in ar (auth, tenant_id, user_id), the
+ * same handler and checks an HTTP request gets.  The answer, also "no such
+ * route" or "not allowed", goes to the sink.
+ */
+void ngx_http_parley_api_invoke(ngx_http_parley_api_req_t *ar,
+    ngx_uint_t method, u_char *path, size_t len, json_t *body);
 
 
 /* ---- answers ------------------------------------------------------- */
@@ -280,6 +318,20 @@ void ngx_http_parley_api_outbox(ngx_http_parley_api_req_t *ar,
     const char *type, json_t *data);
 
 
+/*
+ * Publishing to the gateways (ngx_http_parley_api_publish.c): log entries
+ * are queued while the transaction runs and published once it committed;
+ * transient events go at once.  Both are fire-and-forget: a gateway that
+ * misses one finds the log entry in the store (docs/realtime.md).
+ */
+void ngx_http_parley_api_publish_queue(ngx_http_parley_api_req_t *ar,
+    uint64_t cid, uint64_t event_seq, const char *type, ngx_str_t *subject,
+    json_t *entry);
+void ngx_http_parley_api_publish_flush(ngx_http_parley_api_req_t *ar);
+ngx_int_t ngx_http_parley_publish(ngx_http_parley_core_main_conf_t *core,
+    u_char *channel, size_t channel_len, u_char *msg, size_t len);
+
+
 /* ---- authentication (ngx_http_parley_api_auth.c) -------------------- */
 
 /*
@@ -320,6 +372,7 @@ extern ngx_http_parley_api_route_t  ngx_http_parley_api_messages_routes[];
 extern ngx_http_parley_api_route_t  ngx_http_parley_api_reactions_routes[];
 extern ngx_http_parley_api_route_t  ngx_http_parley_api_receipts_routes[];
 extern ngx_http_parley_api_route_t  ngx_http_parley_api_sync_routes[];
+extern ngx_http_parley_api_route_t  ngx_http_parley_api_events_routes[];
 
 
 #endif /* _NGX_HTTP_PARLEY_API_H_INCLUDED_ */

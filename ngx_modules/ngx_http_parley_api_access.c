@@ -291,6 +291,9 @@ ngx_http_parley_api_event_logged(ngx_http_parley_api_req_t *ar,
     key.data = p;
     key.len = ngx_sprintf(p, "%uL", ev->conversation_id) - p;
 
+    ngx_http_parley_api_publish_queue(ar, ev->conversation_id, ev->event_seq,
+                                      ev->type, &ev->subject, data);
+
     ngx_http_parley_api_outbox(ar, ev->next,
                                ngx_strncmp(ev->type, "message.", 8) == 0
                                ? "parley.messages" : "parley.events",

@@ -99,6 +99,23 @@ void ngx_http_parley_api_event(ngx_http_parley_api_req_t *ar,
 void ngx_http_parley_api_event_at(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_api_step_pt next, ngx_http_parley_event_t *ev);
 
+/*
+ * Reading the event log: SELECT NGX_PARLEY_EVENT_COLUMNS FROM
+ * NGX_PARLEY_EVENT_FROM WHERE e.tenant_id = ... gives rows that
+ * ngx_http_parley_api_event_json renders as sync and the WebSocket gateway
+ * show them (a deleted message's earlier events lose their content).
+ */
+#define NGX_PARLEY_EVENT_COLUMNS                                              \
+    "e.conversation_id, e.event_seq, e.type, e.actor_id, e.subject_id, "     \
+    "e.message_seq, e.payload, e.created_at, msg.deleted_at"
+#define NGX_PARLEY_EVENT_FROM                                                 \
+    "conversation_events e LEFT JOIN messages msg "                          \
+    "ON msg.tenant_id = e.tenant_id "                                        \
+    "AND msg.conversation_id = e.conversation_id "                           \
+    "AND msg.seq = e.message_seq"
+
+json_t *ngx_http_parley_api_event_json(MYSQL_ROW row, unsigned long *len);
+
 /* Decimal text of v in request memory ("NULL" if out of memory). */
 const char *ngx_http_parley_api_u64_text(ngx_http_parley_api_req_t *ar,
     uint64_t v);

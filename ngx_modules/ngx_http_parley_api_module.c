@@ -49,10 +49,14 @@ static char *ngx_http_parley_api_merge_loc_conf(ngx_conf_t *cf, void *parent,
 
 static ngx_int_t ngx_http_parley_api_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar);
+static ngx_int_t ngx_http_parley_api_match(ngx_http_parley_api_req_t *ar,
+    ngx_uint_t method, u_char *path, size_t path_len);
 static void ngx_http_parley_api_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_parley_api_parse_body(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_dispatch(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_cleanup(void *data);
+static void ngx_http_parley_api_committed(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res);
 static void ngx_http_parley_api_finish(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_api_answer(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, u_char *data, size_t len);
@@ -219,6 +223,7 @@ static ngx_http_parley_api_route_t  *ngx_http_parley_api_tables[] = {
     ngx_http_parley_api_reactions_routes,
     ngx_http_parley_api_receipts_routes,
     ngx_http_parley_api_sync_routes,
+    ngx_http_parley_api_events_routes,
     NULL
 };
 
@@ -579,13 +584,9 @@ ngx_http_parley_api_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
 {
-    u_char                        *q;
-    char                          *buf, *name;
-    size_t                         path_len, bad;
-    ngx_uint_t                     t, path_matched;
-    parley_route_rc_t              rc;
-    ngx_http_request_t            *r;
-    ngx_http_parley_api_route_t   *route;
+    u_char              *q;
+    size_t               path_len;
+    ngx_http_request_t  *r;
 
     r = ar->request;
 
@@ -594,7 +595,27 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
     path_len = (q ? q : r->unparsed_uri.data + r->unparsed_uri.len)
                - r->unparsed_uri.data;
 
-    buf = ngx_pnalloc(r->pool, path_len + PARLEY_ROUTE_MAX_PARAMS);
+    return ngx_http_parley_api_match(ar, r->method, r->unparsed_uri.data,
+                                     path_len);
+}
+
+
+/* Finds the route; answers 400/404/405 itself (NGX_ERROR) when none fits. */
+
+static ngx_int_t
+ngx_http_parley_api_match(ngx_http_parley_api_req_t *ar, ngx_uint_t method,
+    u_char *path, size_t path_len)
+{
+    char                          *buf, *name;
+    size_t                         bad;
+    ngx_uint_t                     t, path_matched;
+    parley_route_rc_t              rc;
+    ngx_http_request_t            *r;
+    ngx_http_parley_api_route_t   *route;
+
+    r = ar->request;
+
+    buf = ngx_pnalloc(ar->pool, path_len + PARLEY_ROUTE_MAX_PARAMS);
     if (buf == NULL) {
         ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                  "internal", NULL, "out of memory");
@@ -606,8 +627,7 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
     for (t = 0; ngx_http_parley_api_tables[t]; t++) {
         for (route = ngx_http_parley_api_tables[t]; route->pattern; route++) {
 
-            rc = parley_route_match(route->pattern,
-                                    (const char *) r->unparsed_uri.data,
+            rc = parley_route_match(route->pattern, (const char *) path,
                                     path_len, buf, ar->params, &ar->nparams,
                                     &bad);
 
@@ -615,7 +635,7 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
                 continue;
             }
 
-            if (!(route->method & r->method)) {
+            if (!(route->method & method)) {
                 path_matched = 1;
                 continue;
             }
@@ -623,9 +643,11 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
             ar->route = route;
 
             if (rc == PARLEY_ROUTE_BAD_PARAM) {
-                (void) ngx_http_discard_request_body(r);
+                if (r) {
+                    (void) ngx_http_discard_request_body(r);
+                }
 
-                name = ngx_pnalloc(r->pool, ar->params[bad].name_len + 1);
+                name = ngx_pnalloc(ar->pool, ar->params[bad].name_len + 1);
                 if (name == NULL) {
                     return NGX_ERROR;
                 }
@@ -647,14 +669,15 @@ ngx_http_parley_api_route(ngx_http_parley_api_req_t *ar)
         }
     }
 
-    /* the body of a refused request must not be read as the next request */
-    (void) ngx_http_discard_request_body(r);
+    if (r) {
+        /* the body of a refused request must not be read as the next one */
+        (void) ngx_http_discard_request_body(r);
+    }
 
     if (path_matched) {
         ngx_http_parley_api_fail(ar, NGX_HTTP_NOT_ALLOWED,
                                  "method_not_allowed", NULL,
-                                 "method %V is not allowed here",
-                                 &r->method_name);
+                                 "this method is not allowed here");
     } else {
         ngx_http_parley_api_fail(ar, NGX_HTTP_NOT_FOUND, "not_found", NULL,
                                  "no such endpoint");
@@ -778,6 +801,57 @@ ngx_http_parley_api_parse_body(ngx_http_parley_api_req_t *ar)
 static void
 ngx_http_parley_api_dispatch(ngx_http_parley_api_req_t *ar)
 {
+    ar->route->handler(ar);
+}
+
+
+ngx_int_t
+ngx_http_parley_api_req_init(ngx_http_parley_api_req_t *ar, ngx_pool_t *pool,
+    ngx_log_t *log, ngx_http_parley_core_main_conf_t *core,
+    ngx_http_parley_api_loc_conf_t *conf, ngx_http_parley_api_sink_pt sink,
+    void *sink_data)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_parley_api_cleanup;
+    cln->data = ar;
+
+    ar->pool = pool;
+    ar->log = log;
+    ar->core = core;
+    ar->conf = conf;
+    ar->sink = sink;
+    ar->sink_data = sink_data;
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_parley_api_invoke(ngx_http_parley_api_req_t *ar, ngx_uint_t method,
+    u_char *path, size_t len, json_t *body)
+{
+    ar->body = body;
+
+    if (ngx_http_parley_api_match(ar, method, path, len) != NGX_OK) {
+        return;
+    }
+
+    if (!(ar->route->auth & ar->auth)) {
+        ngx_http_parley_api_fail(ar, NGX_HTTP_FORBIDDEN, "forbidden", NULL,
+                                 "this credential may not call this");
+        return;
+    }
+
+    if (ar->route->body && ar->body == NULL) {
+        ar->body = json_object();
+    }
+
     ar->route->handler(ar);
 }
 
@@ -910,7 +984,14 @@ ngx_http_parley_api_vfail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
     data = ngx_pnalloc(ar->pool, len);
     if (data == NULL) {
         ngx_http_parley_api_finish(ar);
-        ngx_http_finalize_request(ar->request, NGX_HTTP_INTERNAL_SERVER_ERROR);
+
+        if (ar->request) {
+            ngx_http_finalize_request(ar->request,
+                                      NGX_HTTP_INTERNAL_SERVER_ERROR);
+        } else {
+            ar->sink(ar, NGX_HTTP_INTERNAL_SERVER_ERROR, NULL, 0);
+        }
+
         return;
     }
 
@@ -929,10 +1010,18 @@ ngx_http_parley_api_vfail(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
                     || status == NGX_HTTP_TOO_MANY_REQUESTS ? "true" : "false");
 
     level = status >= 500 ? NGX_LOG_WARN : NGX_LOG_INFO;
-    ngx_log_error(level, ar->log, 0,
-                  "parley api: %V %V: %ui %s: %*s",
-                  &ar->request->method_name, &ar->request->uri, status, code,
-                  mlen, msg);
+    if (ar->request) {
+        ngx_log_error(level, ar->log, 0,
+                      "parley api: %V %V: %ui %s: %*s",
+                      &ar->request->method_name, &ar->request->uri, status,
+                      code, mlen, msg);
+
+    } else {
+        ngx_log_error(level, ar->log, 0,
+                      "parley api: %s: %ui %s: %*s",
+                      ar->route ? ar->route->operation : "-", status, code,
+                      mlen, msg);
+    }
 
     ngx_http_parley_api_answer(ar, status, data, p - data);
 }
@@ -1018,6 +1107,11 @@ ngx_http_parley_api_send(ngx_http_parley_api_req_t *ar, ngx_uint_t status,
     r = ar->request;
 
     if (ar->finalized) {
+        return NGX_OK;
+    }
+
+    if (r == NULL) {
+        ar->sink(ar, status, data, len);
         return NGX_OK;
     }
 
@@ -1245,6 +1339,12 @@ ngx_http_parley_api_begin(ngx_http_parley_api_req_t *ar,
 {
     ar->txn_start = start;
     ar->txn_attempts++;
+
+    if (ar->published) {
+        /* a rerun publishes only what its own run wrote */
+        ar->published->nelts = 0;
+    }
+
     ngx_http_parley_api_sql(ar, ngx_http_parley_api_begun,
                             "START TRANSACTION");
 }
@@ -1284,7 +1384,16 @@ ngx_http_parley_api_commit(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_api_step_pt next)
 {
     ar->data_next = (void *) next;
-    ngx_http_parley_api_sql(ar, ngx_http_parley_api_ended, "COMMIT");
+    ngx_http_parley_api_sql(ar, ngx_http_parley_api_committed, "COMMIT");
+}
+
+
+static void
+ngx_http_parley_api_committed(ngx_http_parley_api_req_t *ar,
+    ngx_parley_db_result_t *res)
+{
+    ngx_http_parley_api_publish_flush(ar);
+    ngx_http_parley_api_ended(ar, res);
 }
 
 
@@ -1446,8 +1555,9 @@ ngx_http_parley_api_arg(ngx_http_parley_api_req_t *ar, const char *name,
     u_char    *dst, *src;
     ngx_str_t  raw;
 
-    if (ngx_http_arg(ar->request, (u_char *) name, ngx_strlen(name), &raw)
-        != NGX_OK)
+    if (ar->request == NULL
+        || ngx_http_arg(ar->request, (u_char *) name, ngx_strlen(name), &raw)
+           != NGX_OK)
     {
         return NGX_DECLINED;
     }

@@ -103,7 +103,6 @@ static void ngx_http_parley_sync_members(ngx_http_parley_api_req_t *ar,
 static void ngx_http_parley_sync_fetch(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_sync_fetched(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
-static json_t *ngx_http_parley_sync_event(MYSQL_ROW row, unsigned long *len);
 static void ngx_http_parley_sync_finish(ngx_http_parley_api_req_t *ar);
 static void ngx_http_parley_sync_saved(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
@@ -421,13 +420,8 @@ ngx_http_parley_sync_fetch(ngx_http_parley_api_req_t *ar)
      * which message events must lose their content.
      */
     ngx_http_parley_api_sql(ar, ngx_http_parley_sync_fetched,
-        "SELECT e.conversation_id, e.event_seq, e.type, e.actor_id, "
-        "e.subject_id, e.message_seq, e.payload, e.created_at, "
-        "msg.deleted_at FROM conversation_events e "
-        "LEFT JOIN messages msg ON msg.tenant_id = e.tenant_id "
-        "AND msg.conversation_id = e.conversation_id "
-        "AND msg.seq = e.message_seq "
-        "WHERE e.tenant_id = %U AND (%S) "
+        "SELECT " NGX_PARLEY_EVENT_COLUMNS " FROM " NGX_PARLEY_EVENT_FROM
+        " WHERE e.tenant_id = %U AND (%S) "
         "ORDER BY %S LIMIT %U",
         ar->tenant_id, (char *) cond,
         ctx->skip_gaps ? "e.conversation_id, e.event_seq"
@@ -466,7 +460,7 @@ ngx_http_parley_sync_fetched(ngx_http_parley_api_req_t *ar,
         len = mysql_fetch_lengths(res->res);
         keys[i].conversation_id = ngx_http_parley_api_col_u64(row, 0);
         keys[i].event_seq = ngx_http_parley_api_col_u64(row, 1);
-        items[i] = ngx_http_parley_sync_event(row, len);
+        items[i] = ngx_http_parley_api_event_json(row, len);
     }
 
     nrows = i;
@@ -534,14 +528,10 @@ ngx_http_parley_sync_fetched(ngx_http_parley_api_req_t *ar,
 }
 
 
-/*
- * Columns: 0 conversation_id, 1 event_seq, 2 type, 3 actor_id,
- * 4 subject_id, 5 message_seq, 6 payload, 7 created_at, 8 the message's
- * deleted_at.
- */
+/* A log entry as sync and the gateway show it (columns: _api_access.h). */
 
-static json_t *
-ngx_http_parley_sync_event(MYSQL_ROW row, unsigned long *len)
+json_t *
+ngx_http_parley_api_event_json(MYSQL_ROW row, unsigned long *len)
 {
     json_t  *payload;
 

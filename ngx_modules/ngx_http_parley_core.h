@@ -106,6 +106,7 @@ typedef struct {
     ngx_parley_db_conf_t      *db;               /* NULL: not configured */
     ngx_array_t                redis;            /* ngx_parley_redis_conf_t */
     ngx_parley_kafka_conf_t   *kafka;            /* NULL: not configured */
+    ngx_flag_t                 pubsub_sharded;   /* SPUBLISH/SSUBSCRIBE */
 
     /* set in init_process */
     ngx_parley_db_t           *db_client;

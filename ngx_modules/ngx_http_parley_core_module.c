@@ -95,6 +95,13 @@ static ngx_command_t  ngx_http_parley_core_commands[] = {
       0,
       NULL },
 
+    { ngx_string("parley_pubsub_sharded"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_parley_core_main_conf_t, pubsub_sharded),
+      NULL },
+
     { ngx_string("parley_kafka_property"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2,
       ngx_http_parley_core_kafka_property,
@@ -162,6 +169,8 @@ ngx_http_parley_core_create_main_conf(ngx_conf_t *cf)
         return NULL;
     }
 
+    cmcf->pubsub_sharded = NGX_CONF_UNSET;
+
     return cmcf;
 }
 
@@ -178,6 +187,8 @@ ngx_http_parley_core_init_main_conf(ngx_conf_t *cf, void *conf)
      * Roles a redis line does not claim fall back to the first line, so one
      * "parley_redis 127.0.0.1:6379;" serves cache, session and pub/sub.
      */
+    ngx_conf_init_value(cmcf->pubsub_sharded, 0);
+
     rc = cmcf->redis.elts;
     covered = 0;
 
