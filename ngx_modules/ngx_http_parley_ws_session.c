@@ -228,10 +228,11 @@ ngx_http_parley_ws_session_open(ngx_http_parley_ws_conn_t *wc)
         ngx_add_timer(&ngx_http_parley_ws_sweep_ev, wc->conf->presence_ttl / 3);
     }
 
-    hello = json_pack("{s:s,s:s,s:o,s:s%,s:I,s:I,s:I,s:I,s:b}",
+    hello = json_pack("{s:s,s:s,s:o,s:I,s:s%,s:I,s:I,s:I,s:I,s:b}",
                       "type", "hello",
                       "protocol", "parley.v1",
                       "session_id", ngx_http_parley_api_id_json(wc->id),
+                      "worker", (json_int_t) ngx_pid,
                       "user_id", (char *) wc->user_id.data, wc->user_id.len,
                       "heartbeat_ms", (json_int_t) wc->conf->ping_interval,
                       "max_message", (json_int_t) wc->conf->max_message,
@@ -1324,13 +1325,25 @@ ngx_http_parley_ws_op_typing(ngx_http_parley_ws_conn_t *wc, json_t *msg,
         return;
     }
 
-    (void) ngx_http_parley_ws_transmit(wc, NGX_PARLEY_WS_CH_CONVERSATION, cid,
+    if (ngx_http_parley_ws_transmit(wc, NGX_PARLEY_WS_CH_CONVERSATION, cid,
         NULL, 0,
         json_pack("{s:s,s:o,s:s%,s:I}", "type", op,
                   "conversation_id", ngx_http_parley_api_id_json(cid),
                   "user_id", (char *) wc->user_id.data, wc->user_id.len,
                   "ttl_ms", (json_int_t) (ngx_strcmp(op, "typing.start") == 0
-                                          ? NGX_PARLEY_WS_TYPING_TTL : 0)));
+                                          ? NGX_PARLEY_WS_TYPING_TTL : 0)))
+        != NGX_OK)
+    {
+        ngx_http_parley_ws_error(wc, ref, op, "unavailable",
+                                 "the event could not be sent");
+        return;
+    }
+
+    if (ref) {
+        ngx_http_parley_ws_send_json(wc, json_pack("{s:s,s:O,s:s}", "type",
+                                                   "ack", "ref", ref, "op",
+                                                   op));
+    }
 }
 
 

@@ -17,7 +17,12 @@ export async function connect(port, token, { path = '/v1/ws', start = true, resu
         // the first frame (after `from`) that matches, waiting for it
         async next(match, { timeout = 5000, from = 0 } = {}) {
             const test = typeof match === 'function' ? match : (f) => f.type === match;
-            return waitFor(`frame ${typeof match === 'string' ? match : 'matching'}`, () => frames.slice(from).find(test), { timeout });
+            try {
+                return await waitFor(`frame ${typeof match === 'string' ? match : 'matching'}`, () => frames.slice(from).find(test), { timeout });
+            } catch (e) {
+                const last = frames.slice(-6).map((f) => JSON.stringify(f).slice(0, 300)).join('\n  ');
+                throw new Error(`${e.message} ${match}; closed=${JSON.stringify(c.closed)}; last frames:\n  ${last}`);
+            }
         },
         events(cid) {
             return frames.filter((f) => f.event_seq !== undefined && (cid === undefined || f.conversation_id === cid));
