@@ -231,6 +231,13 @@ void ngx_http_parley_api_begin(ngx_http_parley_api_req_t *ar,
 void ngx_http_parley_api_commit(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_api_step_pt next);
 
+/*
+ * Hands the store connection back between statements (outside a
+ * transaction) while the chain waits for something else; the next
+ * statement acquires one again.
+ */
+void ngx_http_parley_api_release(ngx_http_parley_api_req_t *ar);
+
 /* Rolls back, keeping the connection; then calls next. */
 void ngx_http_parley_api_rollback(ngx_http_parley_api_req_t *ar,
     ngx_http_parley_api_step_pt next);

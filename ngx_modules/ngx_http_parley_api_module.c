@@ -1076,6 +1076,16 @@ ngx_http_parley_api_unavailable(ngx_http_parley_api_req_t *ar,
 
 /* hands the connection back: a transaction still open is abandoned */
 
+void
+ngx_http_parley_api_release(ngx_http_parley_api_req_t *ar)
+{
+    if (ar->conn && !ar->in_txn) {
+        ngx_parley_db_release(ar->conn, 0);
+        ar->conn = NULL;
+    }
+}
+
+
 static void
 ngx_http_parley_api_finish(ngx_http_parley_api_req_t *ar)
 {

@@ -1104,6 +1104,13 @@ ngx_http_parley_ws_hub_reply(redisReply *reply)
             return;
         }
 
+        if (hub->failures) {
+            ngx_log_error(NGX_LOG_NOTICE, &hub->log, 0,
+                          "parley ws: redis pub/sub %V:%d: connected again, "
+                          "resubscribing %ui channels", &hub->conf->host,
+                          (int) hub->conf->port, hub->nchannels);
+        }
+
         hub->ready = 1;
         hub->failures = 0;
         hub->heard = 1;

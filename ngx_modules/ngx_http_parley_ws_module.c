@@ -1691,6 +1691,10 @@ ngx_http_parley_ws_flush(ngx_http_parley_ws_conn_t *wc)
     }
 
     if (wc->out) {
+        if (wc->start) {
+            ngx_http_parley_ws_session_drained(wc);
+        }
+
         if (!c->write->timer_set) {
             ngx_add_timer(c->write, wc->conf->send_timeout);
         }
@@ -1704,6 +1708,10 @@ ngx_http_parley_ws_flush(ngx_http_parley_ws_conn_t *wc)
 
     if (c->write->timer_set) {
         ngx_del_timer(c->write);
+    }
+
+    if (wc->start) {
+        ngx_http_parley_ws_session_drained(wc);
     }
 
     if (wc->state == NGX_PARLEY_WS_CLOSING && wc->close_received) {

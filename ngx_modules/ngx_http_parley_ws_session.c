@@ -67,6 +67,13 @@ typedef struct {
     ngx_uint_t                       next;      /* catch-up progress */
     ngx_uint_t                       replayed;
     json_t                          *gaps;
+
+    /* the batch being replayed, at the pace the client reads */
+    MYSQL_RES                       *res;
+    ngx_uint_t                       batch_start;
+    ngx_uint_t                       batch_end;
+    ngx_uint_t                       j;
+    unsigned                         paused:1;
 } ngx_http_parley_ws_start_t;
 
 #define NGX_PARLEY_WS_PHASE_USER     1   /* waiting for the user channel */
@@ -133,6 +140,7 @@ static void ngx_http_parley_ws_start_loaded(ngx_http_parley_api_req_t *ar,
 static void ngx_http_parley_ws_start_catchup(ngx_http_parley_ws_start_t *st);
 static void ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res);
+static void ngx_http_parley_ws_replay(ngx_http_parley_ws_start_t *st);
 static void ngx_http_parley_ws_start_done(ngx_http_parley_ws_start_t *st);
 static void ngx_http_parley_ws_start_sink(ngx_http_parley_api_req_t *ar,
     ngx_uint_t status, u_char *body, size_t len);
@@ -516,7 +524,7 @@ ngx_http_parley_ws_op_start(ngx_http_parley_ws_conn_t *wc, json_t *msg,
     positions = json_object_get(msg, "positions");
     token = json_object_get(msg, "sync_token");
 
-    if (resume && (positions == NULL) == (token == NULL)) {
+    if (resume == 1 && (positions == NULL) == (token == NULL)) {
         ngx_http_parley_ws_error(wc, ref, "resume", "invalid_field",
                                  "resume takes \"positions\" or "
                                  "\"sync_token\"");
@@ -725,6 +733,9 @@ ngx_http_parley_ws_session_subscribed(ngx_http_parley_ws_conn_t *wc)
          * Redis came back: membership changes announced meanwhile were
          * lost with the connection; read the memberships again.
          */
+        ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                      "parley ws: \"%V\" resubscribed, reading memberships",
+                      &wc->user_id);
         ngx_http_parley_ws_op_start(wc, NULL, NULL, 2);
         return;
     }
@@ -935,18 +946,15 @@ static void
 ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
     ngx_parley_db_result_t *res)
 {
-    size_t                        nrows, i, j, end, budget, start;
-    json_t                       *entry, *gap;
-    uint64_t                      cid, seq;
+    size_t                        nrows, j, budget;
+    uint64_t                      cid;
     MYSQL_ROW                     row;
-    unsigned long                *len;
     ngx_http_parley_ws_conn_t    *wc;
-    ngx_http_parley_ws_frame_t   *f;
     ngx_http_parley_ws_start_t   *st = ar->data;
-    ngx_http_parley_ws_member_t  *m;
 
     wc = st->wc;
-    end = st->phase;
+    st->batch_end = st->phase;
+    st->batch_start = st->next;
     st->phase = 0;
     nrows = res->res ? (size_t) mysql_num_rows(res->res) : 0;
 
@@ -958,8 +966,6 @@ ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
      * after it are not replayed (whole conversations only, so that each is
      * either complete or one clear gap); what came before is delivered.
      */
-    cid = 0;
-
     if (nrows > budget) {
         mysql_data_seek(res->res, budget);
         row = mysql_fetch_row(res->res);
@@ -973,23 +979,52 @@ ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
         }
     }
 
-    j = st->next;
-    start = st->next;
+    /* the rows are ours now; the store connection is not needed meanwhile */
+    st->res = res->res;
+    res->res = NULL;
+    st->j = st->next;
+    ngx_http_parley_api_release(ar);
 
-    for (i = 0; i < nrows && (row = mysql_fetch_row(res->res)); i++) {
-        len = mysql_fetch_lengths(res->res);
+    ngx_http_parley_ws_replay(st);
+}
+
+
+/*
+ * Sends the batch's rows while the connection's queue has room: a resume
+ * never overflows the send buffer it is bounded by; the rest goes as the
+ * client reads (ngx_http_parley_ws_session_drained).
+ */
+
+static void
+ngx_http_parley_ws_replay(ngx_http_parley_ws_start_t *st)
+{
+    json_t                       *entry, *gap;
+    uint64_t                      cid, seq;
+    ngx_uint_t                    j, end;
+    MYSQL_ROW                     row;
+    unsigned long                *len;
+    ngx_http_parley_ws_conn_t    *wc;
+    ngx_http_parley_ws_frame_t   *f;
+    ngx_http_parley_ws_member_t  *m;
+
+    wc = st->wc;
+    end = st->batch_end;
+    st->paused = 0;
+
+    while (st->res && (row = mysql_fetch_row(st->res))) {
+        len = mysql_fetch_lengths(st->res);
         cid = ngx_http_parley_api_col_u64(row, 0);
         seq = ngx_http_parley_api_col_u64(row, 1);
 
-        while (j < end && st->m[j].cid < cid) {
-            j++;
+        while (st->j < end && st->m[st->j].cid < cid) {
+            st->j++;
         }
 
-        if (j >= end || st->m[j].cid != cid || st->m[j].cut) {
+        if (st->j >= end || st->m[st->j].cid != cid || st->m[st->j].cut) {
             continue;
         }
 
-        m = &st->m[j];
+        m = &st->m[st->j];
 
         if (seq != m->from + 1) {
             continue;   /* the log has no holes; ignore what would make one */
@@ -1000,7 +1035,7 @@ ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
         json_decref(entry);
 
         if (f == NULL) {
-            ngx_http_parley_api_fail(ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
+            ngx_http_parley_api_fail(st->ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                      "internal", NULL, "out of memory");
             return;
         }
@@ -1015,11 +1050,21 @@ ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
         st->replayed++;
 
         if (wc->state == NGX_PARLEY_WS_CLOSING) {
-            return;     /* slow already; the sink is never reached */
+            return;     /* closing freed the start */
+        }
+
+        if (wc->out_bytes > wc->conf->send_buffer / 2) {
+            st->paused = 1;
+            return;
         }
     }
 
-    for (j = start; j < end; j++) {
+    if (st->res) {
+        mysql_free_result(st->res);
+        st->res = NULL;
+    }
+
+    for (j = st->batch_start; j < end; j++) {
         m = &st->m[j];
 
         if (!m->cut) {
@@ -1043,6 +1088,19 @@ ngx_http_parley_ws_start_replayed(ngx_http_parley_api_req_t *ar,
 
     st->next = end;
     ngx_http_parley_ws_start_catchup(st);
+}
+
+
+/* the client read enough of a paused replay */
+
+void
+ngx_http_parley_ws_session_drained(ngx_http_parley_ws_conn_t *wc)
+{
+    ngx_http_parley_ws_start_t  *st = wc->start;
+
+    if (st && st->paused && wc->out_bytes <= wc->conf->send_buffer / 4) {
+        ngx_http_parley_ws_replay(st);
+    }
 }
 
 
@@ -1072,6 +1130,11 @@ ngx_http_parley_ws_start_done(ngx_http_parley_ws_start_t *st)
 
     wc->state = NGX_PARLEY_WS_LIVE;
     wc->start = NULL;
+
+    if (wc->user_sub) {
+        /* from now on a resubscription of it means "read memberships" */
+        wc->user_sub->state = NGX_PARLEY_WS_SUB_LIVE;
+    }
 
     /* held live entries flow now, after the replay */
     for (i = 0; i < st->nm; i++) {
@@ -1145,6 +1208,11 @@ ngx_http_parley_ws_start_free(ngx_http_parley_ws_start_t *st)
 {
     if (st->wc->start == st) {
         st->wc->start = NULL;
+    }
+
+    if (st->res) {
+        mysql_free_result(st->res);
+        st->res = NULL;
     }
 
     json_decref(st->ref);

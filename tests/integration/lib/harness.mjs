@@ -75,7 +75,7 @@ function loadModuleLine() {
     return modulePath ? `load_module ${modulePath};` : '';
 }
 
-export function nginxConf({ port, dir, http = '', server = '', main = '', workers = 1 }) {
+export function nginxConf({ port, dir, http = '', server = '', main = '', workers = 1, listen = '' }) {
     return `${loadModuleLine()}
 worker_processes ${workers};
 error_log ${dir}/error.log info;
@@ -91,7 +91,7 @@ http {
     scgi_temp_path ${dir}/tmp;
 ${http}
     server {
-        listen 127.0.0.1:${port};
+        listen 127.0.0.1:${port}${listen};
         location = /ping { return 200 "pong\\n"; }
 ${server}
     }
@@ -307,6 +307,7 @@ export async function startApi(opts = {}) {
     return startNginx({
         name: opts.name || 'api',
         workers: opts.workers || 1,
+        listen: opts.listen || '',
         main: `thread_pool parley threads=1;\nparley_node_id ${opts.nodeId ?? nodeIds};\n${opts.main || ''}`,
         http: `
     parley_db 127.0.0.1:${env.PARLEY_DB_PORT} user=${env.PARLEY_DB_USER} password=${env.PARLEY_DB_PASSWORD} database=${env.PARLEY_DB_NAME} pool=${opts.pool || 4} timeout=${opts.dbTimeout || '3s'};
