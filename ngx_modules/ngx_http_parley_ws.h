@@ -242,6 +242,9 @@ void ngx_http_parley_ws_session_message(ngx_http_parley_ws_conn_t *wc,
     u_char *text, size_t len);
 void ngx_http_parley_ws_session_close(ngx_http_parley_ws_conn_t *wc);
 
+/* A presence channel a connection watches is subscribed (again). */
+void ngx_http_parley_ws_session_watching(ngx_http_parley_ws_sub_t *sub);
+
 /* The send queue went down: a paused replay goes on. */
 void ngx_http_parley_ws_session_drained(ngx_http_parley_ws_conn_t *wc);
 

@@ -1206,6 +1206,12 @@ ngx_http_parley_ws_hub_subscribed(ngx_str_t *name)
         sub = ngx_queue_data(q, ngx_http_parley_ws_sub_t, in_channel);
         wc = sub->wc;
 
+        if (ch->kind == NGX_PARLEY_WS_CH_PRESENCE) {
+            /* the state is read once changes can no longer be missed */
+            ngx_http_parley_ws_session_watching(sub);
+            continue;
+        }
+
         if (sub->state == NGX_PARLEY_WS_SUB_LIVE) {
             /* a resubscription: whatever passed meanwhile is in the store */
             catchup = 1;

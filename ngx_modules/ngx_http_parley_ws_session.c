@@ -452,6 +452,26 @@ ngx_http_parley_ws_error(ngx_http_parley_ws_conn_t *wc, json_t *ref,
 }
 
 
+void
+ngx_http_parley_ws_session_watching(ngx_http_parley_ws_sub_t *sub)
+{
+    ngx_str_t                uid;
+    parley_pubsub_channel_t  pc;
+
+    if (sub->wc->state != NGX_PARLEY_WS_LIVE
+        || parley_pubsub_channel_parse((char *) sub->ch->sn.str.data,
+                                       sub->ch->sn.str.len, &pc)
+           != PARLEY_PUBSUB_PRESENCE)
+    {
+        return;
+    }
+
+    uid.data = (u_char *) pc.uid;
+    uid.len = pc.uid_len;
+    ngx_http_parley_ws_presence_query(sub->wc, &uid);
+}
+
+
 static ngx_int_t
 ngx_http_parley_ws_cid(ngx_http_parley_ws_conn_t *wc, json_t *msg,
     json_t *ref, const char *op, uint64_t *cid)
@@ -1669,7 +1689,6 @@ ngx_http_parley_ws_op_watch(ngx_http_parley_ws_conn_t *wc, json_t *msg,
                 wc->waiting--;
             }
 
-            sub->state = NGX_PARLEY_WS_SUB_LIVE;
             ngx_queue_insert_tail(&wc->watches, &sub->in_conn);
             wc->nwatches++;
 
@@ -1680,7 +1699,9 @@ ngx_http_parley_ws_op_watch(ngx_http_parley_ws_conn_t *wc, json_t *msg,
             }
         }
 
-        ngx_http_parley_ws_presence_query(wc, &uid);
+        if (found || sub->ch->subscribed) {
+            ngx_http_parley_ws_presence_query(wc, &uid);
+        }
     }
 
     if (ref) {
@@ -1730,8 +1751,10 @@ ngx_http_parley_ws_presence_query(ngx_http_parley_ws_conn_t *wc,
     ngx_memcpy(qr->uid, uid->data, uid->len);
 
     argv[0] = "EVAL";
-    argv[1] = "return {redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf'), "
-              "redis.call('GET', KEYS[2])}";
+    argv[1] = "local top = redis.call('ZRANGE', KEYS[1], -1, -1, "
+              "'WITHSCORES') "
+              "return {redis.call('ZCOUNT', KEYS[1], ARGV[1], '+inf'), "
+              "redis.call('GET', KEYS[2]), top[2] or false}";
     argv[2] = "2";
     argv[3] = conns;
     argv[4] = seen;
@@ -1765,6 +1788,7 @@ ngx_http_parley_ws_presence_reply(ngx_parley_redis_t *redis,
 {
     json_t                      *ev;
     long long                    n;
+    ngx_int_t                    seen, top;
     ngx_http_parley_ws_conn_t   *wc;
     ngx_http_parley_ws_query_t  *qr = data;
 
@@ -1772,7 +1796,7 @@ ngx_http_parley_ws_presence_reply(ngx_parley_redis_t *redis,
     ngx_queue_remove(&qr->link);
 
     if (status == NGX_OK && reply && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2
+        && reply->elements >= 2
         && reply->element[0]->type == REDIS_REPLY_INTEGER
         && wc->state == NGX_PARLEY_WS_LIVE)
     {
@@ -1782,12 +1806,27 @@ ngx_http_parley_ws_presence_reply(ngx_parley_redis_t *redis,
                        "user_id", (char *) qr->uid, qr->uid_len,
                        "status", n > 0 ? "online" : "offline");
 
+        /* last seen: recorded at the last goodbye, or, when a node died
+         * and nobody swept yet, the last refresh of its lapsed entry */
+        seen = -1;
+
+        if (n == 0 && reply->element[1]->type == REDIS_REPLY_STRING) {
+            seen = ngx_atoi((u_char *) reply->element[1]->str,
+                            reply->element[1]->len);
+        }
+
+        if (n == 0 && reply->elements == 3
+            && reply->element[2]->type == REDIS_REPLY_STRING)
+        {
+            top = ngx_atoi((u_char *) reply->element[2]->str,
+                           reply->element[2]->len)
+                  - (ngx_int_t) wc->conf->presence_ttl;
+            seen = ngx_max(seen, top);
+        }
+
         if (ev) {
             json_object_set_new(ev, "last_seen_ms",
-                n == 0 && reply->element[1]->type == REDIS_REPLY_STRING
-                ? json_integer(ngx_atoi((u_char *) reply->element[1]->str,
-                                        reply->element[1]->len))
-                : json_null());
+                                seen >= 0 ? json_integer(seen) : json_null());
             ngx_http_parley_ws_send_json(wc, ev);
         }
     }
@@ -1929,8 +1968,10 @@ ngx_http_parley_ws_presence(ngx_http_parley_ws_conn_t *wc, ngx_uint_t online)
         argvlen[8] = ngx_sprintf(nums[2], "%L",
                                  now + (int64_t) wc->conf->presence_ttl)
                      - nums[2];
+        /* the set outlives its entries, so that a sweep still finds the
+         * lapsed entries of a node that died */
         argv[9] = (char *) nums[3];
-        argvlen[9] = ngx_sprintf(nums[3], "%M", wc->conf->presence_ttl)
+        argvlen[9] = ngx_sprintf(nums[3], "%L", NGX_PARLEY_WS_SEEN_KEEP)
                      - nums[3];
         argv[10] = wc->core->pubsub_sharded ? "SPUBLISH" : "PUBLISH";
         argvlen[10] = ngx_strlen(argv[10]);
