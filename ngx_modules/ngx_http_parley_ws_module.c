@@ -58,8 +58,9 @@ static void ngx_http_parley_ws_write_handler(ngx_event_t *wev);
 static void ngx_http_parley_ws_consume(ngx_http_parley_ws_conn_t *wc,
     u_char *buf, size_t n);
 static ngx_int_t ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc,
-    const u_char *data, size_t len);
-static void ngx_http_parley_ws_message_end(ngx_http_parley_ws_conn_t *wc);
+    const u_char *data, size_t len, ngx_uint_t compressed);
+static void ngx_http_parley_ws_message_end(ngx_http_parley_ws_conn_t *wc,
+    ngx_uint_t compressed);
 static void ngx_http_parley_ws_tick(ngx_http_parley_ws_conn_t *wc);
 static void ngx_http_parley_ws_arm(ngx_http_parley_ws_conn_t *wc);
 static void ngx_http_parley_ws_shutdown(ngx_http_parley_ws_conn_t *wc);
@@ -1012,13 +1013,19 @@ ngx_http_parley_ws_consume(ngx_http_parley_ws_conn_t *wc, u_char *buf,
             break;
 
         case PARLEY_WS_READ_DATA:
-            if (ngx_http_parley_ws_append(wc, ev.data, ev.len) != NGX_OK) {
+            if (wc->state == NGX_PARLEY_WS_CLOSING) {
+                break;      /* after our close frame, data is ignored */
+            }
+
+            if (ngx_http_parley_ws_append(wc, ev.data, ev.len, ev.compressed)
+                != NGX_OK)
+            {
                 return;
             }
             break;
 
         case PARLEY_WS_READ_MESSAGE_END:
-            ngx_http_parley_ws_message_end(wc);
+            ngx_http_parley_ws_message_end(wc, ev.compressed);
             break;
 
         case PARLEY_WS_READ_PING:
@@ -1057,7 +1064,7 @@ ngx_http_parley_ws_consume(ngx_http_parley_ws_conn_t *wc, u_char *buf,
 
 static ngx_int_t
 ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc, const u_char *data,
-    size_t len)
+    size_t len, ngx_uint_t compressed)
 {
     int      rc;
     u_char  *p;
@@ -1065,7 +1072,7 @@ ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc, const u_char *data,
 
     cap = wc->conf->max_message;
 
-    if (wc->reader.msg_compressed) {
+    if (compressed) {
         /* inflated size is bounded by cap: the buffer is that big */
         if (wc->msg_cap < cap) {
             p = ngx_alloc(cap, wc->connection->log);
@@ -1083,10 +1090,16 @@ ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc, const u_char *data,
             wc->msg_cap = cap;
         }
 
-        rc = parley_ws_inflate(wc->inflater, data, len, wc->msg, cap,
-                               &wc->msg_len, &wc->msg_utf8);
+        rc = len ? parley_ws_inflate(wc->inflater, data, len, wc->msg, cap,
+                                     &wc->msg_len, &wc->msg_utf8)
+                 : 0;
         if (rc != 0) {
-            ngx_http_parley_ws_close(wc, rc, "bad compressed message");
+            ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                          "parley ws: \"%V\" sent a compressed message that "
+                          "does not inflate (%d)", &wc->user_id, rc);
+            ngx_http_parley_ws_close(wc, rc, rc == PARLEY_WS_CLOSE_TOO_BIG
+                                             ? "message too big"
+                                             : "bad compressed message");
             return NGX_ERROR;
         }
 
@@ -1122,18 +1135,27 @@ ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc, const u_char *data,
 
 
 static void
-ngx_http_parley_ws_message_end(ngx_http_parley_ws_conn_t *wc)
+ngx_http_parley_ws_message_end(ngx_http_parley_ws_conn_t *wc,
+    ngx_uint_t compressed)
 {
     int  rc;
 
-    if (wc->reader.msg_compressed || (wc->inflater && wc->msg_cap
-                                      == wc->conf->max_message
-                                      && wc->reader.msg_compressed))
-    {
+    if (compressed) {
+        if (wc->msg_cap < wc->conf->max_message
+            && ngx_http_parley_ws_append(wc, NULL, 0, 1) != NGX_OK)
+        {
+            return;
+        }
+
         rc = parley_ws_inflate_end(wc->inflater, wc->msg, wc->msg_cap,
                                    &wc->msg_len, &wc->msg_utf8);
         if (rc != 0) {
-            ngx_http_parley_ws_close(wc, rc, "bad compressed message");
+            ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                          "parley ws: \"%V\" sent a compressed message that "
+                          "does not inflate (%d)", &wc->user_id, rc);
+            ngx_http_parley_ws_close(wc, rc, rc == PARLEY_WS_CLOSE_TOO_BIG
+                                             ? "message too big"
+                                             : "bad compressed message");
             return;
         }
     }
