@@ -264,3 +264,24 @@ test('a Redis outage loses no event: the gateway reads what passed once it is ba
         await redis.kill();
     }
 });
+
+test('sharded pub/sub (SPUBLISH/SSUBSCRIBE) carries the same traffic across nodes', async () => {
+    const opts = { server: 'location = /v1/ws { parley_ws; }', http: 'parley_pubsub_sharded on;' };
+    const s1 = await startApi({ name: 'ws-sharded1', ...opts });
+    const s2 = await startApi({ name: 'ws-sharded2', ...opts });
+    try {
+        const rest = client(s1.base, { token: tok.alice });
+        const cid = (await rest.post('/v1/conversations', { type: 'group', name: 's', members: ['bob'] })).body.id;
+        const bob = await connect(s2.port, tok.bob);
+        const m = await rest.post(`/v1/conversations/${cid}/messages`, { client_id: `sh-${Date.now()}`, type: 'text', text: 'sharded' });
+        const got = await bob.next((f) => f.payload?.id === m.body.id);
+        assert.equal(got.payload.text, 'sharded');
+        const alice = await connect(s1.port, tok.alice);
+        await alice.op({ op: 'typing.start', conversation_id: cid });
+        await bob.next('typing.start');
+        await alice.close(); await bob.close();
+    } finally {
+        await s1.finish();
+        await s2.finish();
+    }
+});
