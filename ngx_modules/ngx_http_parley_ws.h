@@ -183,6 +183,7 @@ struct ngx_http_parley_ws_conn_s {
     unsigned                         close_received:1;
     unsigned                         ping_sent:1;
     unsigned                         online:1;   /* counted in presence */
+    unsigned                         resync:1;   /* joined while starting */
     unsigned                         destroyed:1;
 };
 

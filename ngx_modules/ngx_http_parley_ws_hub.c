@@ -1326,8 +1326,15 @@ ngx_http_parley_ws_hub_user_event(ngx_http_parley_ws_sub_t *us,
 
     wc = us->wc;
 
-    if (wc->state != NGX_PARLEY_WS_LIVE || m->cid == 0) {
-        return;     /* the start's membership read sees it */
+    if (m->cid == 0) {
+        return;
+    }
+
+    if (wc->state != NGX_PARLEY_WS_LIVE) {
+        /* the start's membership read may have been before it: read again
+         * once started */
+        wc->resync = 1;
+        return;
     }
 
     for (q = ngx_queue_head(&wc->subs); q != ngx_queue_sentinel(&wc->subs);

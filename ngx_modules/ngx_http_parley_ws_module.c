@@ -636,6 +636,9 @@ ngx_http_parley_ws_authenticated(ngx_http_parley_api_req_t *ar)
     r = ar->request;
     c = r->connection;
     protocol = (ngx_uint_t) (uintptr_t) ar->data;
+
+    /* authentication may have read the store: its connection goes back */
+    ngx_http_parley_api_release(ar);
     wlcf = ngx_http_get_module_loc_conf(r, ngx_http_parley_ws_module);
 
     if (ar->auth != NGX_PARLEY_AUTH_USER || ar->user_id.len == 0
@@ -1293,6 +1296,13 @@ ngx_http_parley_ws_shutdown(ngx_http_parley_ws_conn_t *wc)
     if (wc->state == NGX_PARLEY_WS_CLOSING) {
         return;
     }
+
+    /*
+     * No "offline" for a reload: the client comes back within the window,
+     * sooner than its presence entry lapses, so its contacts see no flap.
+     * One that does not come back lapses and is swept offline.
+     */
+    wc->online = 0;
 
     retry = wc->conf->reconnect_window
             ? (ngx_msec_t) ngx_random() % wc->conf->reconnect_window : 0;

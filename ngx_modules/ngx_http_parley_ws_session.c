@@ -1220,6 +1220,11 @@ ngx_http_parley_ws_start_sink(ngx_http_parley_api_req_t *ar,
     }
 
     ngx_http_parley_ws_start_free(st);
+
+    if (wc->resync && wc->state == NGX_PARLEY_WS_LIVE) {
+        wc->resync = 0;
+        ngx_http_parley_ws_op_start(wc, NULL, NULL, 2);
+    }
 }
 
 
