@@ -409,6 +409,7 @@ char parley_pubsub_effect(const char *type, size_t len)
         char        effect;
     } table[] = {
         { "member.added", '+' },  { "member.joined", '+' },
+        { "conversation.created", '+' }, /* its subject is the creator */
         { "member.left", '-' },   { "member.kicked", '-' },
         { "member.banned", '-' }, { "conversation.deleted", 'x' },
     };

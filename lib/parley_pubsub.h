@@ -150,7 +150,8 @@ int parley_pubsub_parse(const char *s, size_t len, parley_pubsub_msg_t *m);
 
 /*
  * The effect of an event type of the conversation log (docs/events.md):
- * '+' for member.added and member.joined; '-' for member.left,
+ * '+' for member.added, member.joined and conversation.created (whose
+ * subject is the creator, a member from its first entry); '-' for member.left,
  * member.kicked and member.banned; 'x' for conversation.deleted; '.' for
  * everything else (member.unbanned included: a ban on a non-member changes
  * nothing, and banning a member already said '-').

@@ -294,6 +294,22 @@ test('membership changes take effect on live connections', async () => {
     await d.close(); await b.close();
 });
 
+test('a conversation created while connected is followed at once, by its creator and members', async () => {
+    const a = await connect(nginx.port, tok.alice);
+    const e = await connect(nginx2.port, tok.erin);
+    const cid = await group('alice', ['erin']);
+    const created = await a.next((f) => f.type === 'conversation.created' && f.conversation_id === cid);
+    assert.equal(created.event_seq, 1);
+    await e.next((f) => f.type === 'member.added' && f.conversation_id === cid);
+    const m = await send('erin', cid, 'hello creator');
+    await a.next((f) => f.payload?.id === m.id);
+    const direct = (await u.erin.post('/v1/conversations', { type: 'direct', peer: 'alice' })).body.id;
+    const dm = await send('erin', direct, 'direct hello');
+    await a.next((f) => f.payload?.id === dm.id);
+    await e.next((f) => f.payload?.id === dm.id);
+    await a.close(); await e.close();
+});
+
 test('a closing handshake from the client is answered with its code', async () => {
     const b = await connect(nginx.port, tok.bob);
     const closed = await b.close(4321);

@@ -658,7 +658,7 @@ Test(pubsub, effect_of_every_logged_type)
         char        effect;
     } table[] = {
         /* the conversation events of docs/events.md, all of them */
-        { "conversation.created", '.' },
+        { "conversation.created", '+' },
         { "conversation.updated", '.' },
         { "conversation.deleted", 'x' },
         { "conversation.owner_changed", '.' },
