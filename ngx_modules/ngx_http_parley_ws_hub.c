@@ -151,8 +151,9 @@ ngx_http_parley_ws_hub_init(ngx_cycle_t *cycle)
 
     if (hub->conf == NULL) {
         ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
-                      "parley ws: no parley_redis for pub/sub: every "
-                      "connection sees only what its own worker sends");
+                      "parley ws: no parley_redis for pub/sub: clients "
+                      "get what they missed at start and resume, but no "
+                      "live events");
         return NGX_OK;
     }
 
