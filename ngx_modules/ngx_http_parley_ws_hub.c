@@ -79,6 +79,7 @@ static void ngx_http_parley_ws_channel_put(ngx_http_parley_ws_channel_t *ch);
 static void ngx_http_parley_ws_hub_command(const char *verb,
     ngx_str_t *channel);
 static void ngx_http_parley_ws_hub_connect(void);
+static void ngx_http_parley_ws_hub_close(ngx_http_parley_ws_hub_t *hub);
 static void ngx_http_parley_ws_hub_lost(const char *why);
 static void ngx_http_parley_ws_hub_reconnect(ngx_event_t *ev);
 static void ngx_http_parley_ws_hub_ping(ngx_event_t *ev);
@@ -217,15 +218,7 @@ ngx_http_parley_ws_hub_exit(ngx_cycle_t *cycle)
         ngx_del_timer(&hub->ping);
     }
 
-    if (hub->connection) {
-        ngx_close_connection(hub->connection);
-        hub->connection = NULL;
-    }
-
-    if (hub->reader) {
-        redisReaderFree(hub->reader);
-        hub->reader = NULL;
-    }
+    ngx_http_parley_ws_hub_close(hub);
 
     ngx_free(hub->out);
     hub->out = NULL;
@@ -915,15 +908,9 @@ ngx_http_parley_ws_hub_connect(void)
 }
 
 
-/* everything subscribed is lost: reconnect later and read what passed */
-
 static void
-ngx_http_parley_ws_hub_lost(const char *why)
+ngx_http_parley_ws_hub_close(ngx_http_parley_ws_hub_t *hub)
 {
-    ngx_msec_t                 delay;
-    ngx_rbtree_node_t         *node, *root, *sentinel;
-    ngx_http_parley_ws_hub_t  *hub = ngx_http_parley_ws_hub;
-
     if (hub->connection) {
         ngx_close_connection(hub->connection);
         hub->connection = NULL;
@@ -933,6 +920,19 @@ ngx_http_parley_ws_hub_lost(const char *why)
         redisReaderFree(hub->reader);
         hub->reader = NULL;
     }
+}
+
+
+/* everything subscribed is lost: reconnect later and read what passed */
+
+static void
+ngx_http_parley_ws_hub_lost(const char *why)
+{
+    ngx_msec_t                 delay;
+    ngx_rbtree_node_t         *node, *root, *sentinel;
+    ngx_http_parley_ws_hub_t  *hub = ngx_http_parley_ws_hub;
+
+    ngx_http_parley_ws_hub_close(hub);
 
     hub->ready = 0;
     hub->out_len = 0;
