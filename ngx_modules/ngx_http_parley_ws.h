@@ -2,8 +2,9 @@
 /*
  * Parley WebSocket gateway: what its files share (docs/realtime.md).
  *
- *   ngx_http_parley_ws_module.c   directives, the upgrade, the connection:
- *                                 frames in and out, heartbeats, closing
+ *   ngx_http_parley_ws_module.c   directives, the upgrade, the takeover
+ *   ngx_http_parley_ws_conn.c     the connection: frames in and out,
+ *                                 heartbeats, closing
  *   ngx_http_parley_ws_hub.c      the worker's channels and their Redis
  *                                 subscriber connection; ordered delivery
  *   ngx_http_parley_ws_session.c  the JSON protocol: start and resume,
@@ -194,7 +195,23 @@ struct ngx_http_parley_ws_conn_s {
 extern ngx_module_t  ngx_http_parley_ws_module;
 
 
-/* ---- the connection (ngx_http_parley_ws_module.c) ------------------ */
+/* ---- the connection (ngx_http_parley_ws_conn.c) -------------------- */
+
+void ngx_http_parley_ws_conn_init(ngx_cycle_t *cycle);
+void ngx_http_parley_ws_conn_exit(ngx_cycle_t *cycle);
+
+void ngx_http_parley_ws_read_handler(ngx_event_t *rev);
+void ngx_http_parley_ws_write_handler(ngx_event_t *wev);
+/* Feeds bytes from the client; wc->destroyed may be set afterwards. */
+void ngx_http_parley_ws_consume(ngx_http_parley_ws_conn_t *wc, u_char *buf,
+    size_t n);
+/* (Re)arms the connection's one timer. */
+void ngx_http_parley_ws_arm(ngx_http_parley_ws_conn_t *wc);
+/* Queues bytes as they are, also before the connection is taken over. */
+void ngx_http_parley_ws_enqueue(ngx_http_parley_ws_conn_t *wc,
+    ngx_http_parley_ws_frame_t *f);
+/* Closes the socket and frees all but wc, which the caller frees. */
+void ngx_http_parley_ws_finalize(ngx_http_parley_ws_conn_t *wc);
 
 ngx_http_parley_ws_frame_t *ngx_http_parley_ws_frame_text(u_char *text,
     size_t len);
