@@ -193,7 +193,7 @@ CONF
         wait_line "$srv_dir/node.log" '^listening' 10
         ;;
     parley)
-        start_parley
+        start_parley "${PARLEY_NODE_ID:-}"
         ;;
     esac
 }
@@ -250,41 +250,58 @@ payload64() {
 
 # ---------------------------------------------------------------- parley
 
-# start_parley: a private nginx with the module against the test stack, and a
-# fresh tenant (PARLEY_API_KEY, PARLEY_TENANT_ID)
-start_parley() {
-    local env=${PARLEY_STACK_ENV:-$repo/var/test/stack.env}
-    [ -f "$env" ] || { echo "parley: no $env (scripts/stack.sh test start)" >&2; exit 1; }
-    set -a; . "$env"; set +a
-    [ -f "$PARLEY_MODULE" ] || { echo "parley: $PARLEY_MODULE missing (make build)" >&2; exit 1; }
-    head -c 48 /dev/urandom > "$srv_dir/token.key"
-    chmod 644 "$srv_dir/token.key"
+# parley_conf DIR PORT [NODE_ID [TOKEN_KEY]]: write DIR/nginx.conf for a private
+# nginx with the module against the test stack (sourced env), listening on PORT;
+# NODE_ID sets parley_node_id (default: none, i.e. 0), TOKEN_KEY the token key file
+# (default DIR/token.key, created here): nodes of one deployment share it
+parley_conf() {
+    local dir=$1 port=$2 node=${3:-} key=${4:-$1/token.key}
+    mkdir -p "$dir/tmp"
+    if [ ! -f "$key" ]; then
+        head -c 48 /dev/urandom > "$key"
+        chmod 644 "$key"
+    fi
     {
         echo "load_module $PARLEY_MODULE;"
-        nginx_common_conf
+        srv_dir=$dir nginx_common_conf
+        if [ -n "$node" ]; then echo "parley_node_id $node;"; fi
         cat <<CONF
 thread_pool parley threads=1;
 http {
     access_log off;
     keepalive_requests 1000000;
-    client_body_temp_path $srv_dir/tmp;
+    client_body_temp_path $dir/tmp;
     parley_db 127.0.0.1:$PARLEY_DB_PORT user=$PARLEY_DB_USER password=$PARLEY_DB_PASSWORD database=$PARLEY_DB_NAME pool=16;
     parley_redis 127.0.0.1:$PARLEY_REDIS_PORT roles=cache,session,pubsub;
-    parley_token_key $srv_dir/token.key;
+    parley_token_key $key;
     parley_api_cache_ttl 30s;
     server {
-        listen 127.0.0.1:$srv_port backlog=4096;
+        listen 127.0.0.1:$port backlog=4096;
         location = /v1/ws { parley_ws; }
         location /v1/ { parley_api; }
     }
 }
 CONF
-    } > "$srv_dir/nginx.conf"
-    if ! "$NGINX" -t -q -p "$srv_dir" -c "$srv_dir/nginx.conf" 2>"$srv_dir/nginx-t.log"; then
+    } > "$dir/nginx.conf"
+    if ! "$NGINX" -t -q -p "$dir" -c "$dir/nginx.conf" 2>"$dir/nginx-t.log"; then
         echo "parley: nginx -t refused the configuration (is parley_ws built into $PARLEY_MODULE?):" >&2
-        cat "$srv_dir/nginx-t.log" >&2
+        cat "$dir/nginx-t.log" >&2
         exit 1
     fi
+}
+
+parley_stack_env() {  # source the test stack's env file; check the module
+    local env=${PARLEY_STACK_ENV:-$repo/var/test/stack.env}
+    [ -f "$env" ] || { echo "parley: no $env (scripts/stack.sh test start)" >&2; exit 1; }
+    set -a; . "$env"; set +a
+    [ -f "$PARLEY_MODULE" ] || { echo "parley: $PARLEY_MODULE missing (make build)" >&2; exit 1; }
+}
+
+# start_parley [NODE_ID]: a private nginx with the module against the test stack,
+# and a fresh tenant (PARLEY_API_KEY, PARLEY_TENANT_ID)
+start_parley() {
+    parley_stack_env
+    parley_conf "$srv_dir" "$srv_port" "${1:-}"
     start_nginx
     local out
     out=$("$repo/build/bin/parleyctl" --db "$PARLEY_DB_URL" tenant create --name "wsbench-$$-$RANDOM" 2>/dev/null)
