@@ -26,6 +26,7 @@
 #include <ngx_http.h>
 
 #include "ngx_http_parley_api.h"
+#include "parley_order.h"
 #include "parley_ws.h"
 #include "parley_ws_deflate.h"
 
@@ -84,13 +85,6 @@ struct ngx_http_parley_ws_out_s {
 };
 
 
-typedef struct {
-    uint64_t                         seq;
-    ngx_http_parley_ws_frame_t      *frame;
-    char                             effect;
-} ngx_http_parley_ws_held_t;
-
-
 #define NGX_PARLEY_WS_CH_CONVERSATION  1
 #define NGX_PARLEY_WS_CH_USER          2
 #define NGX_PARLEY_WS_CH_PRESENCE      3
@@ -121,11 +115,7 @@ struct ngx_http_parley_ws_sub_s {
     ngx_queue_t                      in_conn;
     ngx_http_parley_ws_conn_t       *wc;
     ngx_http_parley_ws_channel_t    *ch;
-    uint64_t                         delivered;  /* last event_seq given */
-    uint64_t                         until;      /* membership ended here;
-                                                    0: open */
-    ngx_http_parley_ws_held_t       *held;       /* out of order, sorted */
-    ngx_uint_t                       nheld;
+    parley_order_t                   order;      /* event_seq given, held */
     ngx_uint_t                       state;
     unsigned                         waits:1;    /* counted in wc->waiting */
 };

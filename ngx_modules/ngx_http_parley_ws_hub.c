@@ -93,8 +93,6 @@ static void ngx_http_parley_ws_hub_user_event(ngx_http_parley_ws_sub_t *us,
     parley_pubsub_msg_t *m, ngx_http_parley_ws_frame_t *f);
 static void ngx_http_parley_ws_deliver(ngx_http_parley_ws_sub_t *sub,
     ngx_http_parley_ws_frame_t *f, char ends);
-static void ngx_http_parley_ws_hold(ngx_http_parley_ws_sub_t *sub,
-    uint64_t seq, char ends, ngx_http_parley_ws_frame_t *f);
 static void ngx_http_parley_ws_drain(ngx_http_parley_ws_sub_t *sub);
 static void ngx_http_parley_ws_fetch_later(ngx_http_parley_ws_channel_t *ch,
     ngx_msec_t delay);
@@ -286,7 +284,7 @@ ngx_http_parley_ws_subscribe(ngx_http_parley_ws_conn_t *wc, ngx_uint_t kind,
 
     sub->wc = wc;
     sub->ch = ch;
-    sub->delivered = delivered;
+    parley_order_init(&sub->order, delivered);
     sub->state = NGX_PARLEY_WS_SUB_SYNCING;
     ngx_queue_insert_tail(&ch->subs, &sub->in_channel);
     ch->nsubs++;
@@ -317,11 +315,11 @@ ngx_http_parley_ws_unsubscribe(ngx_http_parley_ws_sub_t *sub)
         sub->wc->waiting--;
     }
 
-    for (i = 0; i < sub->nheld; i++) {
-        ngx_http_parley_ws_frame_release(sub->held[i].frame);
+    for (i = 0; i < sub->order.nheld; i++) {
+        ngx_http_parley_ws_frame_release(sub->order.slots[i].item);
     }
 
-    ngx_free(sub->held);
+    ngx_free(sub->order.slots);
     ngx_free(sub);
 
     if (ch->nsubs == 0) {
@@ -433,26 +431,46 @@ void
 ngx_http_parley_ws_offer(ngx_http_parley_ws_sub_t *sub, uint64_t seq,
     char ends, ngx_http_parley_ws_frame_t *frame)
 {
-    if (seq <= sub->delivered) {
-        return;
+    void               *evicted;
+    parley_order_rc_t   rc;
+
+    if (sub->order.slots == NULL && seq > sub->order.delivered + 1) {
+        /* slots only for a subscription that ever needs to hold */
+        parley_order_slots(&sub->order,
+                           ngx_alloc(NGX_PARLEY_WS_HELD_MAX
+                                     * sizeof(parley_order_slot_t),
+                                     ngx_cycle->log),
+                           NGX_PARLEY_WS_HELD_MAX);
     }
 
-    if (sub->until && seq > sub->until) {
-        return;
+    rc = sub->state == NGX_PARLEY_WS_SUB_LIVE
+         ? parley_order_offer(&sub->order, seq, frame, ends, &evicted)
+         : parley_order_hold(&sub->order, seq, frame, ends, &evicted);
+
+    if (evicted) {
+        /* the store still has it */
+        ngx_http_parley_ws_frame_release(evicted);
     }
 
-    if (sub->state != NGX_PARLEY_WS_SUB_LIVE || seq != sub->delivered + 1) {
-        ngx_http_parley_ws_hold(sub, seq, ends, frame);
+    switch (rc) {
 
+    case PARLEY_ORDER_DELIVER:
+        ngx_http_parley_ws_deliver(sub, frame, ends);
+        return;
+
+    case PARLEY_ORDER_HELD:
+        frame->refs++;
+        /* fall through */
+
+    case PARLEY_ORDER_FULL:
         if (sub->state == NGX_PARLEY_WS_SUB_LIVE) {
             ngx_http_parley_ws_fetch_later(sub->ch, sub->wc->conf->gap_wait);
         }
+        return;
 
+    default:    /* a duplicate, or past the membership's end */
         return;
     }
-
-    sub->delivered = seq;
-    ngx_http_parley_ws_deliver(sub, frame, ends);
 }
 
 
@@ -482,56 +500,14 @@ ngx_http_parley_ws_deliver(ngx_http_parley_ws_sub_t *sub,
 }
 
 
-static void
-ngx_http_parley_ws_hold(ngx_http_parley_ws_sub_t *sub, uint64_t seq,
-    char ends, ngx_http_parley_ws_frame_t *f)
-{
-    ngx_uint_t  i, j;
-
-    if (sub->held == NULL) {
-        sub->held = ngx_alloc(NGX_PARLEY_WS_HELD_MAX
-                              * sizeof(ngx_http_parley_ws_held_t),
-                              ngx_cycle->log);
-        if (sub->held == NULL) {
-            return;     /* the store read brings it */
-        }
-    }
-
-    for (i = 0; i < sub->nheld && sub->held[i].seq < seq; i++) {
-        /* void */
-    }
-
-    if ((i < sub->nheld && sub->held[i].seq == seq)
-        || i == NGX_PARLEY_WS_HELD_MAX)
-    {
-        return;     /* a duplicate, or beyond what we hold: read later */
-    }
-
-    if (sub->nheld == NGX_PARLEY_WS_HELD_MAX) {
-        /* the newest gives way; the store still has it */
-        sub->nheld--;
-        ngx_http_parley_ws_frame_release(sub->held[sub->nheld].frame);
-    }
-
-    for (j = sub->nheld; j > i; j--) {
-        sub->held[j] = sub->held[j - 1];
-    }
-
-    sub->held[i].seq = seq;
-    sub->held[i].effect = ends;
-    sub->held[i].frame = f;
-    f->refs++;
-    sub->nheld++;
-}
-
-
 /* held entries that are now in turn */
 
 static void
 ngx_http_parley_ws_drain(ngx_http_parley_ws_sub_t *sub)
 {
-    char                         ends;
-    ngx_uint_t                   i, k;
+    int                          rc, ends;
+    void                        *item;
+    uint64_t                     seq;
     ngx_http_parley_ws_conn_t   *wc;
     ngx_http_parley_ws_frame_t  *f;
 
@@ -539,47 +515,33 @@ ngx_http_parley_ws_drain(ngx_http_parley_ws_sub_t *sub)
         return;
     }
 
-    while (sub->nheld) {
-        if (sub->held[0].seq <= sub->delivered) {
-            ngx_http_parley_ws_frame_release(sub->held[0].frame);
+    wc = sub->wc;
 
-        } else if (sub->held[0].seq == sub->delivered + 1) {
-            f = sub->held[0].frame;
-            ends = sub->held[0].effect;
-            sub->delivered++;
+    while ((rc = parley_order_next(&sub->order, &seq, &item, &ends)) != 0) {
+        f = item;
 
-            for (k = 1; k < sub->nheld; k++) {
-                sub->held[k - 1] = sub->held[k];
-            }
-            sub->nheld--;
-
-            wc = sub->wc;
-            ngx_http_parley_ws_send(wc, f);
-            ngx_http_parley_ws_frame_release(f);
-
-            if (wc->state == NGX_PARLEY_WS_CLOSING) {
-                return;
-            }
-
-            if (ends == '-') {
-                ngx_queue_remove(&sub->in_conn);
-                sub->wc->nsubs--;
-                ngx_http_parley_ws_unsubscribe(sub);
-                return;
-            }
-
+        if (rc == 2) {
+            ngx_http_parley_ws_frame_release(f);    /* stale */
             continue;
+        }
 
-        } else {
-            /* still a hole before the first held one */
-            ngx_http_parley_ws_fetch_later(sub->ch, sub->wc->conf->gap_wait);
+        ngx_http_parley_ws_send(wc, f);
+        ngx_http_parley_ws_frame_release(f);
+
+        if (wc->state == NGX_PARLEY_WS_CLOSING) {
             return;
         }
 
-        for (i = 1; i < sub->nheld; i++) {
-            sub->held[i - 1] = sub->held[i];
+        if (ends == '-') {
+            ngx_queue_remove(&sub->in_conn);
+            wc->nsubs--;
+            ngx_http_parley_ws_unsubscribe(sub);
+            return;
         }
-        sub->nheld--;
+    }
+
+    if (parley_order_hole(&sub->order)) {
+        ngx_http_parley_ws_fetch_later(sub->ch, wc->conf->gap_wait);
     }
 }
 
@@ -653,8 +615,10 @@ ngx_http_parley_ws_channel_fetch(ngx_http_parley_ws_channel_t *ch)
     {
         sub = ngx_queue_data(q, ngx_http_parley_ws_sub_t, in_channel);
 
-        if (sub->state == NGX_PARLEY_WS_SUB_LIVE && sub->delivered < from) {
-            from = sub->delivered;
+        if (sub->state == NGX_PARLEY_WS_SUB_LIVE
+            && sub->order.delivered < from)
+        {
+            from = sub->order.delivered;
         }
     }
 

@@ -1062,7 +1062,7 @@ ngx_http_parley_ws_replay(ngx_http_parley_ws_start_t *st)
 
         m->from = seq;
         if (m->sub) {
-            m->sub->delivered = seq;
+            parley_order_skip(&m->sub->order, seq);
         }
 
         ngx_http_parley_ws_send(wc, f);
@@ -1101,8 +1101,8 @@ ngx_http_parley_ws_replay(ngx_http_parley_ws_start_t *st)
             json_array_append_new(st->gaps, gap);
         }
 
-        if (m->sub && m->current > m->sub->delivered) {
-            m->sub->delivered = m->current;
+        if (m->sub) {
+            parley_order_skip(&m->sub->order, m->current);
         }
     }
 
