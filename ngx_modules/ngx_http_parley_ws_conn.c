@@ -23,6 +23,7 @@
 #define NGX_PARLEY_WS_READ_BUF    16384
 #define NGX_PARLEY_WS_IOV_MAX     64
 #define NGX_PARLEY_WS_DEFLATE_MIN 128   /* smaller payloads go plain */
+#define NGX_PARLEY_WS_FLUSH_BATCH 256   /* connections written per pass */
 
 
 static ngx_int_t ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc,
@@ -750,10 +751,23 @@ ngx_http_parley_ws_enqueue(ngx_http_parley_ws_conn_t *wc,
 static void
 ngx_http_parley_ws_flush_posted(ngx_event_t *ev)
 {
+    ngx_uint_t                  n;
     ngx_queue_t                *q;
     ngx_http_parley_ws_conn_t  *wc;
 
-    while (!ngx_queue_empty(&ngx_http_parley_ws_flushq)) {
+    for (n = 0; !ngx_queue_empty(&ngx_http_parley_ws_flushq); n++) {
+
+        if (n == NGX_PARLEY_WS_FLUSH_BATCH) {
+            /*
+             * A big fanout yields to the event loop between batches, so
+             * that the worker's other clients (REST requests, reads) are
+             * served in between instead of after thousands of writes.
+             */
+            ngx_post_event(&ngx_http_parley_ws_flush_ev,
+                           &ngx_posted_next_events);
+            return;
+        }
+
         q = ngx_queue_head(&ngx_http_parley_ws_flushq);
         ngx_queue_remove(q);
         wc = ngx_queue_data(q, ngx_http_parley_ws_conn_t, flush_link);

@@ -791,6 +791,7 @@ ngx_http_parley_ws_takeover(ngx_event_t *wev)
     ngx_http_connection_t      *hc;
     ngx_http_parley_api_req_t  *ar;
     ngx_http_parley_ws_conn_t  *wc;
+    ngx_http_core_loc_conf_t   *clcf;
 
     c = wev->data;
     r = c->data;
@@ -813,6 +814,18 @@ ngx_http_parley_ws_takeover(ngx_event_t *wev)
     r->headers_out.status = NGX_HTTP_SWITCHING_PROTOCOLS;
     r->keepalive = 0;
     r->lingering_close = 0;
+
+    /*
+     * Frames are small and go out as they come: without TCP_NODELAY, Nagle
+     * would hold a frame while the previous one waits for the client's
+     * (possibly delayed) ACK.  "tcp_nodelay off" in the location says no.
+     */
+    clcf = ngx_http_get_module_loc_conf(r, ngx_http_core_module);
+
+    if (clcf->tcp_nodelay && ngx_tcp_nodelay(c) != NGX_OK) {
+        ngx_log_error(NGX_LOG_INFO, c->log, ngx_socket_errno,
+                      "parley ws: TCP_NODELAY could not be set");
+    }
 
     ngx_http_free_request(r, 0);
     c->destroyed = 0;
