@@ -164,6 +164,7 @@ struct ngx_http_parley_ws_conn_s {
     ngx_log_t                        log;        /* the connection's, once
                                                     its pool is gone */
     u_char                          *peer;       /* its sockaddr, address */
+    ngx_msec_t                       opened;     /* the takeover */
     ngx_msec_t                       last_rx;
     ngx_msec_t                       ping_due;
     ngx_msec_t                       transient_at;

@@ -347,7 +347,7 @@ ngx_http_parley_ws_tick(ngx_http_parley_ws_conn_t *wc)
     }
 
     if (wc->state == NGX_PARLEY_WS_NEW
-        && now - wc->last_rx >= wc->conf->start_timeout
+        && now - wc->opened >= wc->conf->start_timeout
         && wc->start == NULL)
     {
         ngx_http_parley_ws_close(wc, NGX_PARLEY_WS_CLOSE_START_TIMEOUT,
@@ -404,7 +404,7 @@ ngx_http_parley_ws_arm(ngx_http_parley_ws_conn_t *wc)
     at = wc->ping_due;
 
     if (wc->state == NGX_PARLEY_WS_NEW && wc->start == NULL) {
-        t = wc->last_rx + wc->conf->start_timeout;
+        t = wc->opened + wc->conf->start_timeout;
         if ((ngx_msec_int_t) (t - at) < 0) {
             at = t;
         }

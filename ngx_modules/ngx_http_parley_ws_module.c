@@ -873,6 +873,7 @@ ngx_http_parley_ws_takeover(ngx_event_t *wev)
     c->read->handler = ngx_http_parley_ws_read_handler;
     c->write->handler = ngx_http_parley_ws_write_handler;
     wc->last_rx = ngx_current_msec;
+    wc->opened = ngx_current_msec;
     wc->ping_due = ngx_current_msec + wc->conf->ping_interval;
 
     ngx_http_parley_ws_session_open(wc);

@@ -342,3 +342,16 @@ test('an expired token closes the connection with 4001', async () => {
     assert.equal(closed.code, 4001);
     assert.match(closed.reason, /token expired/);
 });
+
+test('a connection that never starts is closed with 4003, pings or not', async () => {
+    const own = await startApi({ name: 'ws-start', server: 'location = /v1/ws { parley_ws; parley_ws_start_timeout 1s; }' });
+    try {
+        const c = await connect(own.port, tok.bob, { start: false });
+        const pinger = setInterval(() => c.ws.ping(), 200);
+        const closed = await c.waitClosed(4000);
+        clearInterval(pinger);
+        assert.equal(closed.code, 4003);
+    } finally {
+        await own.finish();
+    }
+});
