@@ -8,7 +8,7 @@ cat <<EOT
 
 Parley is running (make stop to stop it).
   REST API        $PARLEY_BASE_URL   (health: $PARLEY_BASE_URL/healthz)
-  WebSocket       $PARLEY_WS_URL   (the gateway is not built yet)
+  WebSocket       $PARLEY_WS_URL?access_token=<user token>   (docs/realtime.md)
   demo tenant     $PARLEY_TENANT_ID
   admin API key   $PARLEY_API_KEY   (shown once; stored hashed)
   operator key    $PARLEY_PLATFORM_KEY   (platform API, /v1/platform/...)
@@ -21,4 +21,7 @@ Parley is running (make stop to stop it).
 Try it:
   curl -s -H "Authorization: Bearer \$PARLEY_API_KEY" -H 'content-type: application/json' \\
        -d '{"user_id":"alice","name":"Alice"}' $PARLEY_BASE_URL/v1/users
+  TOKEN=\$(curl -s -H "Authorization: Bearer \$PARLEY_API_KEY" -H 'content-type: application/json' \\
+       -d '{}' $PARLEY_BASE_URL/v1/users/alice/tokens | jq -r .token)
+  /usr/bin/python3 -m websockets "$PARLEY_WS_URL?access_token=\$TOKEN"   # then type {"op":"start"}
 EOT
