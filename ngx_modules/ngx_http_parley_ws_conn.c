@@ -192,7 +192,10 @@ ngx_http_parley_ws_consume(ngx_http_parley_ws_conn_t *wc, u_char *buf,
             wc->close_received = 1;
 
             if (wc->state == NGX_PARLEY_WS_CLOSING) {
-                ngx_http_parley_ws_finalize(wc);
+                /* the handshake is complete once our close frame is out */
+                if (wc->out == NULL) {
+                    ngx_http_parley_ws_finalize(wc);
+                }
                 return;
             }
 
@@ -397,7 +400,25 @@ ngx_http_parley_ws_arm(ngx_http_parley_ws_conn_t *wc)
     now = ngx_current_msec;
 
     if (wc->state == NGX_PARLEY_WS_CLOSING) {
-        ngx_add_timer(rev, wc->conf->close_timeout);
+        /*
+         * The closing handshake is timed from when our close frame is on
+         * the wire; until then the send timeout bounds a client that does
+         * not read (it still gets the close code once it does).
+         */
+        if (wc->out == NULL) {
+            ngx_add_timer(rev, wc->conf->close_timeout);
+            return;
+        }
+
+        if (rev->timer_set) {
+            ngx_del_timer(rev);
+        }
+
+        /* a timer of ours must stay: an exiting worker waits for timers */
+        if (!wc->connection->write->timer_set) {
+            ngx_add_timer(wc->connection->write, wc->conf->send_timeout);
+        }
+
         return;
     }
 
@@ -907,9 +928,17 @@ ngx_http_parley_ws_flush(ngx_http_parley_ws_conn_t *wc)
         ngx_http_parley_ws_session_drained(wc);
     }
 
-    if (wc->state == NGX_PARLEY_WS_CLOSING && wc->close_received) {
-        /* both close frames are through: the server closes TCP first */
-        ngx_http_parley_ws_finalize(wc);
+    if (wc->state == NGX_PARLEY_WS_CLOSING) {
+        if (wc->close_received) {
+            /* both close frames are through: the server closes TCP first */
+            ngx_http_parley_ws_finalize(wc);
+            return;
+        }
+
+        /* our close frame is out: the client's answer has close_timeout */
+        if (!c->read->timer_set) {
+            ngx_http_parley_ws_arm(wc);
+        }
     }
 }
 

@@ -176,6 +176,8 @@ test('a client that cannot keep up is closed with 4008; the others are not held 
         }
         await waitFor('the fast client has all', () => fast.events(cid).filter((f) => f.type === 'message.new').length === N, { timeout: 20000 });
         const fastMs = Date.now() - t0;
+        // longer than parley_ws_close_timeout: the close code still arrives
+        await new Promise((r) => setTimeout(r, 2500));
         slow.ws._socket.resume();
         const closed = await slow.waitClosed(10000);
         assert.equal(closed.code, 4008, JSON.stringify(closed));
