@@ -30,6 +30,10 @@ static ngx_int_t ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc,
     const u_char *data, size_t len, ngx_uint_t compressed);
 static void ngx_http_parley_ws_message_end(ngx_http_parley_ws_conn_t *wc,
     ngx_uint_t compressed);
+static ngx_int_t ngx_http_parley_ws_grow(ngx_http_parley_ws_conn_t *wc,
+    size_t want);
+static ngx_int_t ngx_http_parley_ws_inflate_failed(
+    ngx_http_parley_ws_conn_t *wc, int rc);
 static void ngx_http_parley_ws_tick(ngx_http_parley_ws_conn_t *wc);
 static void ngx_http_parley_ws_shutdown(ngx_http_parley_ws_conn_t *wc);
 static void ngx_http_parley_ws_control(ngx_http_parley_ws_conn_t *wc,
@@ -221,70 +225,77 @@ ngx_http_parley_ws_append(ngx_http_parley_ws_conn_t *wc, const u_char *data,
     size_t len, ngx_uint_t compressed)
 {
     int      rc;
-    u_char  *p;
     size_t   cap, want;
 
     cap = wc->conf->max_message;
 
     if (compressed) {
         /* inflated size is bounded by cap: the buffer is that big */
-        if (wc->msg_cap < cap) {
-            p = ngx_alloc(cap, wc->connection->log);
-            if (p == NULL) {
-                ngx_http_parley_ws_close(wc, PARLEY_WS_CLOSE_INTERNAL, "");
-                return NGX_ERROR;
-            }
-
-            if (wc->msg_len) {
-                ngx_memcpy(p, wc->msg, wc->msg_len);
-            }
-
-            ngx_free(wc->msg);
-            wc->msg = p;
-            wc->msg_cap = cap;
+        if (wc->msg_cap < cap
+            && ngx_http_parley_ws_grow(wc, cap) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         rc = len ? parley_ws_inflate(wc->inflater, data, len, wc->msg, cap,
                                      &wc->msg_len, &wc->msg_utf8)
                  : 0;
-        if (rc != 0) {
-            ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
-                          "parley ws: \"%V\" sent a compressed message that "
-                          "does not inflate (%d)", &wc->user_id, rc);
-            ngx_http_parley_ws_close(wc, rc, rc == PARLEY_WS_CLOSE_TOO_BIG
-                                             ? "message too big"
-                                             : "bad compressed message");
-            return NGX_ERROR;
-        }
 
-        return NGX_OK;
+        return rc ? ngx_http_parley_ws_inflate_failed(wc, rc) : NGX_OK;
     }
 
     /* the reader bounds a plain message by max_message already */
     if (wc->msg_len + len > wc->msg_cap) {
         want = ngx_max(wc->msg_cap * 2, wc->msg_len + len);
         want = ngx_max(want, 256);
-        want = ngx_min(want, cap);
 
-        p = ngx_alloc(want, wc->connection->log);
-        if (p == NULL) {
-            ngx_http_parley_ws_close(wc, PARLEY_WS_CLOSE_INTERNAL, "");
+        if (ngx_http_parley_ws_grow(wc, ngx_min(want, cap)) != NGX_OK) {
             return NGX_ERROR;
         }
-
-        if (wc->msg_len) {
-            ngx_memcpy(p, wc->msg, wc->msg_len);
-        }
-
-        ngx_free(wc->msg);
-        wc->msg = p;
-        wc->msg_cap = want;
     }
 
     ngx_memcpy(wc->msg + wc->msg_len, data, len);
     wc->msg_len += len;
 
     return NGX_OK;
+}
+
+
+/* the message buffer holds want bytes, keeping what it has */
+
+static ngx_int_t
+ngx_http_parley_ws_grow(ngx_http_parley_ws_conn_t *wc, size_t want)
+{
+    u_char  *p;
+
+    p = ngx_alloc(want, wc->connection->log);
+    if (p == NULL) {
+        ngx_http_parley_ws_close(wc, PARLEY_WS_CLOSE_INTERNAL, "");
+        return NGX_ERROR;
+    }
+
+    if (wc->msg_len) {
+        ngx_memcpy(p, wc->msg, wc->msg_len);
+    }
+
+    ngx_free(wc->msg);
+    wc->msg = p;
+    wc->msg_cap = want;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_parley_ws_inflate_failed(ngx_http_parley_ws_conn_t *wc, int rc)
+{
+    ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
+                  "parley ws: \"%V\" sent a compressed message that does "
+                  "not inflate (%d)", &wc->user_id, rc);
+    ngx_http_parley_ws_close(wc, rc, rc == PARLEY_WS_CLOSE_TOO_BIG
+                                     ? "message too big"
+                                     : "bad compressed message");
+    return NGX_ERROR;
 }
 
 
@@ -304,12 +315,7 @@ ngx_http_parley_ws_message_end(ngx_http_parley_ws_conn_t *wc,
         rc = parley_ws_inflate_end(wc->inflater, wc->msg, wc->msg_cap,
                                    &wc->msg_len, &wc->msg_utf8);
         if (rc != 0) {
-            ngx_log_error(NGX_LOG_INFO, wc->connection->log, 0,
-                          "parley ws: \"%V\" sent a compressed message that "
-                          "does not inflate (%d)", &wc->user_id, rc);
-            ngx_http_parley_ws_close(wc, rc, rc == PARLEY_WS_CLOSE_TOO_BIG
-                                             ? "message too big"
-                                             : "bad compressed message");
+            (void) ngx_http_parley_ws_inflate_failed(wc, rc);
             return;
         }
     }
