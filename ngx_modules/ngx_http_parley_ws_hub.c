@@ -796,8 +796,12 @@ ngx_http_parley_ws_hub_command(const char *verb, ngx_str_t *channel)
 
     hub->out_len = p - hub->out;
 
-    if (hub->connection && hub->connection->write->ready) {
-        ngx_http_parley_ws_hub_write(hub->connection->write);
+    /* one write for every command queued in this pass of the event loop
+     * (a start subscribes to many channels at once) */
+    if (hub->connection && hub->connection->write->ready
+        && !hub->connection->write->posted)
+    {
+        ngx_post_event(hub->connection->write, &ngx_posted_events);
     }
 }
 

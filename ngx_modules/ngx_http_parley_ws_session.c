@@ -924,8 +924,8 @@ ngx_http_parley_ws_start_catchup(ngx_http_parley_ws_start_t *st)
         return;
     }
 
-    cond = ngx_pnalloc(st->pool, NGX_PARLEY_WS_CATCHUP_BATCH
-                                 * (3 * NGX_INT64_LEN + 96) + 1);
+    k = ngx_min(st->nm - st->next, NGX_PARLEY_WS_CATCHUP_BATCH);
+    cond = ngx_pnalloc(st->pool, k * (3 * NGX_INT64_LEN + 96) + 1);
     if (cond == NULL) {
         ngx_http_parley_api_fail(st->ar, NGX_HTTP_INTERNAL_SERVER_ERROR,
                                  "internal", NULL, "out of memory");
@@ -1608,7 +1608,7 @@ ngx_http_parley_ws_op_watch(ngx_http_parley_ws_conn_t *wc, json_t *msg,
     json_t *ref, ngx_uint_t on)
 {
     json_t                    *users, *u;
-    size_t                     i;
+    size_t                     i, len;
     ngx_str_t                  uid;
     ngx_queue_t               *q;
     ngx_http_parley_ws_sub_t  *sub, *found;
@@ -1644,7 +1644,9 @@ ngx_http_parley_ws_op_watch(ngx_http_parley_ws_conn_t *wc, json_t *msg,
     json_array_foreach(users, i, u) {
         uid.data = (u_char *) json_string_value(u);
         uid.len = json_string_length(u);
-
+        len = parley_pubsub_presence_channel(channel, sizeof(channel),
+                                             wc->tenant_id,
+                                             (char *) uid.data, uid.len);
         found = NULL;
 
         for (q = ngx_queue_head(&wc->watches);
@@ -1653,11 +1655,8 @@ ngx_http_parley_ws_op_watch(ngx_http_parley_ws_conn_t *wc, json_t *msg,
         {
             sub = ngx_queue_data(q, ngx_http_parley_ws_sub_t, in_conn);
 
-            if (sub->ch->sn.str.len == ngx_strlen(channel)
-                && parley_pubsub_presence_channel(channel, sizeof(channel),
-                       wc->tenant_id, (char *) uid.data, uid.len)
-                && ngx_strncmp(sub->ch->sn.str.data, channel,
-                               sub->ch->sn.str.len) == 0)
+            if (sub->ch->sn.str.len == len
+                && ngx_strncmp(sub->ch->sn.str.data, channel, len) == 0)
             {
                 found = sub;
                 break;
@@ -1704,6 +1703,8 @@ ngx_http_parley_ws_op_watch(ngx_http_parley_ws_conn_t *wc, json_t *msg,
             }
         }
 
+        /* a new watch reads the state once Redis confirmed it
+         * (ngx_http_parley_ws_session_watching) */
         if (found || sub->ch->subscribed) {
             ngx_http_parley_ws_presence_query(wc, &uid);
         }

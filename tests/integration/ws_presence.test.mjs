@@ -73,11 +73,16 @@ test('the users of a node that dies go offline by themselves', async () => {
     const w = await connect(node1.port, tok.watcher);
     await w.op({ op: 'presence.subscribe', users: ['carol', 'dan'] });
     await presence(w, 'carol', 'offline');
+    // watching again watches once: one change, one event
+    await w.op({ op: 'presence.subscribe', users: ['carol', 'dan'] });
+    await presence(w, 'dan', 'offline', w.frames.length - 2);
     const mark = w.frames.length;
     await connect(node2.port, tok.carol);
     const dan = await connect(node1.port, tok.dan);
     await presence(w, 'carol', 'online', mark);
     await presence(w, 'dan', 'online', mark);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(w.frames.slice(mark).filter((f) => f.type === 'presence' && f.user_id === 'carol').length, 1);
 
     // the whole node at once, master and workers, as a crash takes it
     const killed = Date.now();
